@@ -1,0 +1,4 @@
+from push_service.main import main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,178 @@
+"""Wiring: builds every part from `Settings` and owns their start and stop order."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+from cryptography.hazmat.primitives.asymmetric import ec
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+
+from push_service.api import Api, ApiServices, http_error, server_error
+from push_service.broker import Publisher
+from push_service.config import Settings
+from push_service.consumer import Consumer, ConsumerLimits
+from push_service.delivery import Delivery
+from push_service.endpoints import EndpointPolicy
+from push_service.limits import BodyLimitMiddleware, ClientAddress, RateLimiter
+from push_service.metrics import Metrics
+from push_service.retry import RetryPolicy
+from push_service.status import RedisUnavailable, StatusStore, connect
+from push_service.supervisor import BrokerSupervisor
+from push_service.users import UserServiceClient
+from push_service.vapid import VapidSigner, normalise_subject
+from push_service.webpush import WebPushSender, make_session
+
+log = logging.getLogger(__name__)
+
+
+class Runtime:
+    """The long-lived parts of one service process. `start()` and `stop()` are their only owner."""
+
+    def __init__(self, settings: Settings, private_key: ec.EllipticCurvePrivateKey) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self.policy = EndpointPolicy(settings.push_endpoint_allowlist, settings.push_allow_http)
+        self.signer = VapidSigner(
+            private_key, normalise_subject(settings.vapid_email, settings.production)
+        )
+        self.redis = connect(settings.redis_url)
+        self.store = StatusStore(self.redis, settings.redis_key_prefix, settings.status_ttl_seconds)
+        self.push_session: aiohttp.ClientSession | None = None
+        self.user_session: aiohttp.ClientSession | None = None
+        self.consumer: Consumer | None = None
+        self.supervisor: BrokerSupervisor | None = None
+        self.publisher: Publisher | None = None
+
+    async def start(self) -> None:
+        s = self.settings
+        self.push_session = make_session(self.policy, s.push_concurrency, s.push_timeout_seconds)
+        self.user_session = aiohttp.ClientSession()
+        users = UserServiceClient(
+            self.user_session,
+            s.user_service_url,
+            s.user_service_deactivate_path,
+            RetryPolicy(max_tries=5, max_seconds=s.user_service_max_seconds),
+            timeout=s.user_service_timeout_seconds,
+        )
+        delivery = Delivery(
+            WebPushSender(self.push_session, self.signer, self.policy),
+            self.store,
+            users,
+            self.metrics,
+            push_retry=RetryPolicy(
+                max_tries=s.push_retry_max_tries,
+                max_seconds=s.push_retry_max_seconds,
+                retry_after_cap=s.push_retry_after_cap_seconds,
+            ),
+            default_ttl=s.push_default_ttl_seconds,
+            concurrency=s.push_concurrency,
+        )
+        limits = ConsumerLimits(
+            queue=s.rabbitmq_queue_name,
+            prefetch=s.consumer_prefetch,
+            max_deliveries=s.max_delivery_attempts,
+            max_message_bytes=s.max_message_bytes,
+            max_devices=s.max_devices_per_message,
+            publish_timeout=s.publish_timeout_seconds,
+        )
+        self.consumer = Consumer(limits, delivery, self.policy, self.metrics)
+        self.supervisor = BrokerSupervisor(
+            s.rabbitmq_url,
+            queue=s.rabbitmq_queue_name,
+            queue_type=s.rabbitmq_queue_type,
+            max_deliveries=s.max_delivery_attempts,
+            attach=self.consumer.attach,
+            drain=self.consumer.stop,
+            metrics=self.metrics,
+        )
+        self.publisher = Publisher(
+            self.supervisor, s.rabbitmq_queue_name, s.publish_timeout_seconds
+        )
+        await self.supervisor.start()
+
+    async def stop(self) -> None:
+        """Consumer first (drain within the grace period), then HTTP sessions, then Redis."""
+        if self.supervisor is not None:
+            await self.supervisor.stop(self.settings.shutdown_grace_seconds)
+        for session in (self.push_session, self.user_session):
+            if session is not None:
+                await session.close()
+        await self.redis.aclose()
+
+    async def readiness(self) -> dict[str, Any]:
+        supervisor = self.supervisor
+        return {
+            "rabbitmq": bool(supervisor and supervisor.connection is not None),
+            "consuming": bool(supervisor and supervisor.consuming),
+            "redis": await self._redis_ok(),
+            "in_flight": self.consumer.in_flight if self.consumer else 0,
+        }
+
+    async def _redis_ok(self) -> bool:
+        try:
+            async with asyncio.timeout(1.0):
+                return await self.store.ping()
+        except (TimeoutError, *RedisUnavailable):
+            return False
+
+    async def publish(self, body: bytes, message_id: str) -> None:
+        assert self.publisher is not None, "publish() before start()"
+        await self.publisher.publish(body, message_id)
+
+
+def create_app(settings: Settings, private_key: ec.EllipticCurvePrivateKey) -> Starlette:
+    """The ASGI app; its lifespan starts and stops the runtime (consumer included)."""
+    runtime = Runtime(settings, private_key)
+    services = ApiServices(
+        store=runtime.store,
+        publish=runtime.publish,
+        policy=runtime.policy,
+        metrics=runtime.metrics,
+        vapid_public_key=runtime.signer.public_key,
+        readiness=runtime.readiness,
+        rate_limiter=RateLimiter(
+            settings.subscribe_rate_limit, settings.subscribe_rate_window_seconds
+        ),
+        client_address=ClientAddress(settings.trusted_proxies),
+        welcome={
+            "title": settings.welcome_title,
+            "body": settings.welcome_body,
+            "action_url": settings.welcome_action_url,
+        },
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    middleware = [Middleware(BodyLimitMiddleware, limit=settings.max_request_bytes)]
+    if settings.cors_allow_origins:
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(settings.cors_allow_origins),
+                allow_methods=["GET", "POST"],
+                allow_headers=["Content-Type"],
+                max_age=600,
+            )
+        )
+    app = Starlette(
+        routes=Api(services).routes(),
+        middleware=middleware,
+        lifespan=lifespan,
+        exception_handlers={HTTPException: http_error, Exception: server_error},
+    )
+    app.state.runtime = runtime
+    return app

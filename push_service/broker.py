@@ -1,0 +1,114 @@
+"""RabbitMQ topology and confirmed publishing (used by the API and the dead-lettering)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+from collections.abc import Mapping
+from typing import Protocol
+
+import aiormq
+from aiormq.abc import AbstractChannel, AbstractConnection
+from pamqp import commands as spec
+from pamqp.common import FieldValue
+
+from push_service.errors import BrokerUnavailable
+
+AMQP_ERRORS = (aiormq.exceptions.AMQPError, ConnectionError, OSError, RuntimeError)
+
+
+def queue_arguments(queue: str, queue_type: str, max_deliveries: int) -> dict[str, FieldValue]:
+    """Arguments of the main queue; changing them later needs a migration (README)."""
+    arguments: dict[str, FieldValue] = {
+        "x-dead-letter-exchange": "",
+        "x-dead-letter-routing-key": f"{queue}.dlq",
+    }
+    if queue_type == "quorum":
+        arguments["x-queue-type"] = "quorum"
+        arguments["x-delivery-limit"] = max_deliveries
+    return arguments
+
+
+async def declare_topology(
+    channel: AbstractChannel, queue: str, queue_type: str, max_deliveries: int
+) -> None:
+    """Durable main queue dead-lettering into the durable `<queue>.dlq`."""
+    dlq_arguments: dict[str, FieldValue] = (
+        {"x-queue-type": "quorum"} if queue_type == "quorum" else {}
+    )
+    await channel.queue_declare(f"{queue}.dlq", durable=True, arguments=dlq_arguments)
+    await channel.queue_declare(
+        queue, durable=True, arguments=dict(queue_arguments(queue, queue_type, max_deliveries))
+    )
+
+
+async def publish_confirmed(
+    channel: AbstractChannel,
+    routing_key: str,
+    body: bytes,
+    *,
+    timeout: float,  # noqa: ASYNC109 - bounds the confirm wait, applied inside
+    message_id: str | None = None,
+    headers: Mapping[str, str | int] | None = None,
+) -> None:
+    """Publish persistently and wait for the broker's confirm; BrokerUnavailable otherwise.
+
+    Without the timeout a publish to a dead broker can wait forever (PITFALLS).
+    """
+    properties = spec.Basic.Properties(
+        delivery_mode=2,
+        content_type="application/json",
+        message_id=message_id,
+        timestamp=datetime.datetime.now(datetime.UTC),
+        headers=dict(headers or {}),
+    )
+    try:
+        async with asyncio.timeout(timeout):
+            confirmation = await channel.basic_publish(
+                body, routing_key=routing_key, properties=properties
+            )
+    except TimeoutError:
+        raise BrokerUnavailable("RabbitMQ did not confirm the publish in time") from None
+    except AMQP_ERRORS as exc:
+        raise BrokerUnavailable(f"RabbitMQ publish failed: {type(exc).__name__}") from None
+    if not isinstance(confirmation, spec.Basic.Ack):
+        raise BrokerUnavailable("RabbitMQ refused the message (nack)")
+
+
+class ConnectionProvider(Protocol):
+    @property
+    def connection(self) -> AbstractConnection | None: ...
+
+
+class Publisher:
+    """Publishes to the notification queue on its own channel of the supervised connection."""
+
+    def __init__(self, provider: ConnectionProvider, queue: str, timeout: float) -> None:
+        self.provider = provider
+        self.queue = queue
+        self.timeout = timeout
+        self._channel: AbstractChannel | None = None
+        self._lock = asyncio.Lock()
+
+    async def _get_channel(self) -> AbstractChannel:
+        connection = self.provider.connection
+        if connection is None or connection.is_closed:
+            raise BrokerUnavailable("RabbitMQ is not connected")
+        async with self._lock:
+            channel = self._channel
+            if channel is None or channel.is_closed or channel.connection is not connection:
+                try:
+                    async with asyncio.timeout(self.timeout):
+                        channel = await connection.channel(publisher_confirms=True)
+                except (TimeoutError, *AMQP_ERRORS) as exc:
+                    raise BrokerUnavailable(
+                        f"cannot open a channel: {type(exc).__name__}"
+                    ) from None
+                self._channel = channel
+            return channel
+
+    async def publish(self, body: bytes, message_id: str) -> None:
+        channel = await self._get_channel()
+        await publish_confirmed(
+            channel, self.queue, body, timeout=self.timeout, message_id=message_id
+        )

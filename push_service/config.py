@@ -1,0 +1,290 @@
+"""Settings, read once at start-up from the environment and an optional `.env` file.
+
+Nothing else in the package reads `os.environ`: every part receives the frozen
+`Settings` (or the few values it needs) from the app module.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+from push_service.errors import ConfigError
+
+T = TypeVar("T")
+
+DEFAULT_ALLOWLIST = (
+    "fcm.googleapis.com",
+    "android.googleapis.com",
+    "*.push.services.mozilla.com",
+    "*.push.apple.com",
+    "*.notify.windows.com",
+)
+URGENCIES = ("very-low", "low", "normal", "high")
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+_SECRET_FIELDS = {"vapid_private_key"}
+_URL_FIELDS = {"rabbitmq_url", "redis_url", "user_service_url"}
+
+
+def redact_url(url: str) -> str:
+    """Mask the password (and user name) of a URL so it can be logged."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable url>"
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, f"***:***@{host}", parts.path, parts.query, ""))
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """Parse a `.env` file: KEY=VALUE lines, `#` comments, optional quotes."""
+    values: dict[str, str] = {}
+    for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("export "):
+            line = line[len("export ") :].lstrip()
+        key, sep, value = line.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise ConfigError(f"{path}:{number}: expected KEY=VALUE")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key.strip()] = value.replace("\\n", "\n")
+    return values
+
+
+class _Env:
+    """Typed reads from a mapping; every error names the variable."""
+
+    def __init__(self, values: Mapping[str, str]) -> None:
+        self.values = values
+
+    def text(self, name: str, default: str = "") -> str:
+        return self.values.get(name, default).strip()
+
+    def _cast(self, name: str, default: T, cast: Callable[[str], T], kind: str) -> T:
+        raw = self.text(name)
+        if raw == "":
+            return default
+        try:
+            return cast(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be {kind}, got {raw!r}") from None
+
+    def integer(self, name: str, default: int, minimum: int = 0, maximum: int = 2**31) -> int:
+        value = self._cast(name, default, int, "an integer")
+        if not minimum <= value <= maximum:
+            raise ConfigError(f"{name} must be between {minimum} and {maximum}, got {value}")
+        return value
+
+    def number(self, name: str, default: float, minimum: float = 0.0) -> float:
+        value = self._cast(name, default, float, "a number")
+        if value < minimum:
+            raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+        return value
+
+    def flag(self, name: str, default: bool) -> bool:
+        raw = self.text(name).lower()
+        if raw == "":
+            return default
+        if raw in _TRUE:
+            return True
+        if raw in _FALSE:
+            return False
+        raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+    def items(self, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+        if name not in self.values:
+            return default
+        return tuple(item.strip() for item in self.values[name].split(",") if item.strip())
+
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        value = self.text(name, default).lower() or default
+        if value not in choices:
+            raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+        return value
+
+    def url(self, name: str, default: str, schemes: tuple[str, ...]) -> str:
+        value = self.text(name, default)
+        if value and urlsplit(value).scheme not in schemes:
+            shown = redact_url(value)
+            raise ConfigError(f"{name} must be a {'/'.join(schemes)} URL, got {shown!r}")
+        return value
+
+
+@dataclass(frozen=True, repr=False)
+class Settings:
+    port: int = 3004
+    host: str = "0.0.0.0"
+    node_env: str = "development"
+    log_level: str = "INFO"
+    enable_debug: bool = False
+    rabbitmq_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    rabbitmq_queue_name: str = "push.queue"
+    rabbitmq_queue_type: str = "classic"
+    consumer_prefetch: int = 256
+    max_delivery_attempts: int = 5
+    publish_timeout_seconds: float = 5.0
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_key_prefix: str = "push:"
+    status_ttl_seconds: int = 7 * 24 * 3600
+    user_service_url: str = ""
+    user_service_deactivate_path: str = "/api/v1/push-subscriptions/deactivate"
+    user_service_timeout_seconds: float = 5.0
+    user_service_max_seconds: float = 30.0
+    vapid_public_key: str = ""
+    vapid_private_key: str = ""
+    vapid_email: str = ""
+    vapid_key_file: str = ".vapid-dev-key.pem"
+    push_endpoint_allowlist: tuple[str, ...] = DEFAULT_ALLOWLIST
+    push_allow_http: bool = False
+    push_default_ttl_seconds: int = 24 * 3600
+    push_timeout_seconds: float = 10.0
+    push_concurrency: int = 256
+    push_retry_max_tries: int = 5
+    push_retry_max_seconds: float = 60.0
+    push_retry_after_cap_seconds: float = 60.0
+    max_message_bytes: int = 8 * 1024 * 1024
+    max_devices_per_message: int = 10_000
+    max_request_bytes: int = 16 * 1024
+    shutdown_grace_seconds: float = 25.0
+    cors_allow_origins: tuple[str, ...] = ()
+    subscribe_rate_limit: int = 30
+    subscribe_rate_window_seconds: float = 60.0
+    trusted_proxies: tuple[str, ...] = ()
+    welcome_title: str = "Notifications enabled"
+    welcome_body: str = "You will now receive push notifications."
+    welcome_action_url: str = "/web_push_test/web_push_test.html"
+
+    @property
+    def production(self) -> bool:
+        return self.node_env == "production"
+
+    @property
+    def dead_letter_queue(self) -> str:
+        return f"{self.rabbitmq_queue_name}.dlq"
+
+    def __repr__(self) -> str:
+        shown = []
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name in _SECRET_FIELDS and value:
+                value = "***"
+            elif f.name in _URL_FIELDS:
+                value = redact_url(value)
+            shown.append(f"{f.name}={value!r}")
+        return f"Settings({', '.join(shown)})"
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, env_file: str | Path | None = ".env"
+    ) -> Settings:
+        """Read settings: the environment wins over the optional `.env` file."""
+        values: dict[str, str] = {}
+        if env_file is not None and Path(env_file).is_file():
+            values.update(read_env_file(Path(env_file)))
+        values.update(os.environ if environ is None else environ)
+        return cls._from_values(_Env(values))
+
+    @classmethod
+    def _from_values(cls, env: _Env) -> Settings:
+        return cls(
+            **_service_values(env),
+            **_broker_values(env),
+            **_push_values(env),
+            **_http_values(env),
+        )
+
+
+def _service_values(env: _Env) -> dict[str, Any]:
+    log_level = env.text("LOG_LEVEL", "INFO").upper() or "INFO"
+    if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ConfigError(f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {log_level!r}")
+    return {
+        "port": env.integer("PORT", 3004, 0, 65535),
+        "host": env.text("HOST", "0.0.0.0") or "0.0.0.0",
+        "node_env": env.choice("NODE_ENV", "development", ("development", "production")),
+        "log_level": log_level,
+        "enable_debug": env.flag("ENABLE_DEBUG", False),
+        "shutdown_grace_seconds": env.number("SHUTDOWN_GRACE_SECONDS", 25.0),
+        "status_ttl_seconds": env.integer("STATUS_TTL_SECONDS", 7 * 24 * 3600, 60),
+        "vapid_public_key": env.text("VAPID_PUBLIC_KEY"),
+        "vapid_private_key": env.text("VAPID_PRIVATE_KEY"),
+        "vapid_email": env.text("VAPID_EMAIL"),
+        "vapid_key_file": env.text("VAPID_KEY_FILE", ".vapid-dev-key.pem"),
+    }
+
+
+def _broker_values(env: _Env) -> dict[str, Any]:
+    queue = env.text("RABBITMQ_QUEUE_NAME", "push.queue") or "push.queue"
+    if len(queue) > 200:
+        raise ConfigError("RABBITMQ_QUEUE_NAME must be at most 200 characters")
+    return {
+        "rabbitmq_url": env.url(
+            "RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/", ("amqp", "amqps")
+        ),
+        "rabbitmq_queue_name": queue,
+        "rabbitmq_queue_type": env.choice("RABBITMQ_QUEUE_TYPE", "classic", ("classic", "quorum")),
+        "consumer_prefetch": env.integer("CONSUMER_PREFETCH", 256, 1, 65535),
+        "max_delivery_attempts": env.integer("MAX_DELIVERY_ATTEMPTS", 5, 1, 1000),
+        "publish_timeout_seconds": env.number("PUBLISH_TIMEOUT_SECONDS", 5.0, 0.1),
+        "redis_url": env.url("REDIS_URL", "redis://127.0.0.1:6379/0", ("redis", "rediss", "unix")),
+        "redis_key_prefix": env.text("REDIS_KEY_PREFIX", "push:"),
+        "user_service_url": str(env.url("USER_SERVICE_URL", "", ("http", "https"))).rstrip("/"),
+        "user_service_deactivate_path": env.text(
+            "USER_SERVICE_DEACTIVATE_PATH", "/api/v1/push-subscriptions/deactivate"
+        ),
+        "user_service_timeout_seconds": env.number("USER_SERVICE_TIMEOUT_SECONDS", 5.0, 0.1),
+        "user_service_max_seconds": env.number("USER_SERVICE_MAX_SECONDS", 30.0, 0.1),
+    }
+
+
+def _push_values(env: _Env) -> dict[str, Any]:
+    return {
+        "push_endpoint_allowlist": env.items("PUSH_ENDPOINT_ALLOWLIST", DEFAULT_ALLOWLIST),
+        "push_allow_http": env.flag("PUSH_ALLOW_HTTP", False),
+        "push_default_ttl_seconds": env.integer("PUSH_DEFAULT_TTL_SECONDS", 24 * 3600, 0, 2**31),
+        "push_timeout_seconds": env.number("PUSH_TIMEOUT_SECONDS", 10.0, 0.1),
+        "push_concurrency": env.integer("PUSH_CONCURRENCY", 256, 1, 100_000),
+        "push_retry_max_tries": env.integer("PUSH_RETRY_MAX_TRIES", 5, 1, 100),
+        "push_retry_max_seconds": env.number("PUSH_RETRY_MAX_SECONDS", 60.0, 0.0),
+        "push_retry_after_cap_seconds": env.number("PUSH_RETRY_AFTER_CAP_SECONDS", 60.0, 0.0),
+        "max_message_bytes": env.integer("MAX_MESSAGE_BYTES", 8 * 1024 * 1024, 1024),
+        "max_devices_per_message": env.integer("MAX_DEVICES_PER_MESSAGE", 10_000, 1),
+    }
+
+
+def _networks(env: _Env, name: str) -> tuple[str, ...]:
+    values = env.items(name, ())
+    for value in values:
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            raise ConfigError(f"{name} must list IP addresses or networks, got {value!r}") from None
+    return values
+
+
+def _http_values(env: _Env) -> dict[str, Any]:
+    return {
+        "max_request_bytes": env.integer("MAX_REQUEST_BYTES", 16 * 1024, 1024),
+        "cors_allow_origins": env.items("CORS_ALLOW_ORIGINS", ()),
+        "subscribe_rate_limit": env.integer("SUBSCRIBE_RATE_LIMIT", 30, 0),
+        "subscribe_rate_window_seconds": env.number("SUBSCRIBE_RATE_WINDOW_SECONDS", 60.0, 0.1),
+        "trusted_proxies": _networks(env, "TRUSTED_PROXIES"),
+        "welcome_title": env.text("WELCOME_TITLE", "Notifications enabled"),
+        "welcome_body": env.text("WELCOME_BODY", "You will now receive push notifications."),
+        "welcome_action_url": env.text("WELCOME_ACTION_URL", "/web_push_test/web_push_test.html"),
+    }

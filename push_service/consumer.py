@@ -1,0 +1,201 @@
+"""The queue consumer: from a delivered message to an ack, a requeue or the DLQ.
+
+Each delivery runs in a task owned here, not by the aiormq channel: closing a
+channel cancels the callbacks still running on it, and a push cut off mid-request
+would be repeated on redelivery. The task records its outcome first and then
+settles the delivery on the channel it came from, and only if that channel is
+still open: a delivery tag acked on another channel closes that channel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from dataclasses import dataclass
+from enum import Enum
+
+from aiormq.abc import AbstractChannel, DeliveredMessage
+
+from push_service.broker import AMQP_ERRORS, publish_confirmed
+from push_service.delivery import Delivery
+from push_service.endpoints import EndpointPolicy
+from push_service.errors import BrokerUnavailable, ValidationError
+from push_service.metrics import Metrics
+from push_service.models import parse_notification, peek_notification_id
+from push_service.status import RedisUnavailable
+
+log = logging.getLogger(__name__)
+
+
+class Settle(Enum):
+    ACK = "ack"
+    REQUEUE = "requeue"
+
+
+@dataclass(frozen=True)
+class ConsumerLimits:
+    queue: str
+    prefetch: int = 256
+    max_deliveries: int = 5
+    max_message_bytes: int = 8 * 1024 * 1024
+    max_devices: int = 10_000
+    publish_timeout: float = 5.0
+
+
+class Consumer:
+    def __init__(
+        self,
+        limits: ConsumerLimits,
+        delivery: Delivery,
+        policy: EndpointPolicy,
+        metrics: Metrics,
+    ) -> None:
+        self.limits = limits
+        self.delivery = delivery
+        self.store = delivery.store
+        self.policy = policy
+        self.metrics = metrics
+        self.channel: AbstractChannel | None = None
+        self.consumer_tag: str | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._tasks)
+
+    async def attach(self, channel: AbstractChannel) -> None:
+        """Start consuming on a fresh channel (called by the supervisor on each connect)."""
+        await channel.basic_qos(prefetch_count=self.limits.prefetch)
+        self.channel = channel
+        ok = await channel.basic_consume(self.limits.queue, self._on_message, no_ack=False)
+        self.consumer_tag = ok.consumer_tag
+
+    async def stop(self, grace: float) -> None:
+        """Stop taking messages, let in-flight ones finish within `grace`, abandon the rest.
+
+        Abandoned deliveries stay unacked, so the broker requeues them when the
+        channel closes.
+        """
+        channel, tag = self.channel, self.consumer_tag
+        if channel is not None and tag is not None and not channel.is_closed:
+            try:
+                async with asyncio.timeout(min(grace, 5.0) or 0.1):
+                    await channel.basic_cancel(tag)
+            except (TimeoutError, *AMQP_ERRORS) as exc:
+                log.warning("could not cancel the consumer cleanly: %s", type(exc).__name__)
+        if self._tasks:
+            log.info("draining %d in-flight messages (up to %.0fs)", len(self._tasks), grace)
+            _, unfinished = await asyncio.wait(set(self._tasks), timeout=grace)
+            for task in unfinished:
+                task.cancel()
+            if unfinished:
+                log.warning(
+                    "%d messages did not finish in time; they will be redelivered", len(unfinished)
+                )
+                await asyncio.wait(unfinished, timeout=5.0)
+
+    async def _on_message(self, message: DeliveredMessage) -> None:
+        task = asyncio.create_task(self._handle(message))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _handle(self, message: DeliveredMessage) -> None:
+        try:
+            settle = await self._process(message)
+        except (*RedisUnavailable, BrokerUnavailable) as exc:
+            log.warning("cannot finish a message now (%s); requeueing it", exc)
+            settle = Settle.REQUEUE
+        except Exception:
+            log.exception("unexpected error handling a message; requeueing it")
+            settle = Settle.REQUEUE
+        await self._settle(message, settle)
+
+    async def _settle(self, message: DeliveredMessage, settle: Settle) -> None:
+        channel = message.channel
+        tag = getattr(message.delivery, "delivery_tag", None)
+        if tag is None or channel.is_closed or channel is not self.channel:
+            # A stale tag would close the new channel; the broker redelivers instead.
+            log.debug("channel of delivery %s is gone; leaving it to redelivery", tag)
+            return
+        try:
+            if settle is Settle.ACK:
+                await channel.basic_ack(tag)
+            else:
+                await channel.basic_nack(tag, requeue=True)
+        except AMQP_ERRORS as exc:
+            log.info("could not %s delivery %s: %s", settle.value, tag, type(exc).__name__)
+
+    async def _process(self, message: DeliveredMessage) -> Settle:
+        body = message.body
+        if len(body) > self.limits.max_message_bytes:
+            return await self._dead_letter(
+                message, "message_too_large", f"{len(body)} bytes > {self.limits.max_message_bytes}"
+            )
+        deliveries = await self._delivery_count(message)
+        if deliveries > self.limits.max_deliveries:
+            return await self._dead_letter(
+                message, "too_many_deliveries", f"delivered {deliveries} times without finishing"
+            )
+        try:
+            notification = parse_notification(body, self.policy, self.limits.max_devices)
+        except ValidationError as exc:
+            return await self._dead_letter(message, exc.code, exc.detail)
+        status = await self.delivery.deliver(notification)
+        self.metrics.messages.inc(result=status)
+        self._observe_latency(message)
+        log.debug(
+            "notification %s: %s",
+            notification.notification_id,
+            status,
+            extra={
+                "notification_id": notification.notification_id,
+                "user_id": notification.user_id,
+            },
+        )
+        return Settle.ACK
+
+    async def _delivery_count(self, message: DeliveredMessage) -> int:
+        """1 on a first delivery; counts redeliveries (quorum header, else Redis)."""
+        headers = message.header.properties.headers or {}
+        quorum_count = headers.get("x-delivery-count")
+        if isinstance(quorum_count, int):
+            return quorum_count + 1
+        if not getattr(message.delivery, "redelivered", False):
+            return 1
+        properties = message.header.properties
+        key = properties.message_id or hashlib.sha256(message.body).hexdigest()
+        return 1 + await self.delivery.stored(lambda: self.store.count_delivery(key[:128]))
+
+    async def _dead_letter(self, message: DeliveredMessage, code: str, detail: str) -> Settle:
+        """Move a message to `<queue>.dlq` with the reason; requeue if that cannot be done."""
+        reason = f"{code}: {detail}"[:1000]
+        notification_id = peek_notification_id(message.body)
+        headers: dict[str, str | int] = {
+            "x-death-reason": reason,
+            "x-original-queue": self.limits.queue,
+        }
+        if notification_id:
+            headers["x-notification-id"] = notification_id
+        await publish_confirmed(
+            message.channel,
+            f"{self.limits.queue}.dlq",
+            message.body,
+            timeout=self.limits.publish_timeout,
+            headers=headers,
+            message_id=message.header.properties.message_id,
+        )
+        if notification_id:
+            await self.delivery.stored(lambda: self.store.fail(notification_id, reason))
+        self.metrics.dead_lettered.inc(reason=code)
+        self.metrics.messages.inc(result="dead_lettered")
+        log.warning(
+            "dead-lettered a message: %s", reason, extra={"notification_id": notification_id}
+        )
+        return Settle.ACK
+
+    def _observe_latency(self, message: DeliveredMessage) -> None:
+        published = message.header.properties.timestamp
+        if published is not None:
+            self.metrics.e2e_latency.observe(max(0.0, time.time() - published.timestamp()))

@@ -1,0 +1,147 @@
+"""Which push endpoints the service may talk to (the SSRF guard).
+
+Two checks: `EndpointPolicy.check` on the URL (scheme, userinfo, allowlist,
+IP-literal spellings), and `PolicyResolver` at connect time, so that the address
+actually dialled is the one that was checked (defeats DNS rebinding).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import re
+import socket
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import DefaultResolver
+
+from push_service.errors import EndpointNotAllowed
+
+MAX_ENDPOINT_LENGTH = 2048
+_NUMERIC_LABEL = re.compile(r"^(0x[0-9a-f]*|[0-9]+)$")
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    url: str
+    host: str
+    origin: str
+
+
+def is_public(address: IPAddress) -> bool:
+    """True for globally routable unicast addresses only."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_global and not address.is_multicast
+
+
+def parse_ip_literal(host: str) -> IPAddress | None:
+    """The address a host string denotes if it is an IP literal in any spelling.
+
+    Resolvers accept `2130706433`, `0x7f.1` and `0177.0.0.1` as 127.0.0.1, so a
+    host whose last label is numeric is treated as IPv4, as browsers do.
+    """
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    if not _NUMERIC_LABEL.match(host.rsplit(".", 1)[-1]):
+        return None
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(host))
+    except OSError:
+        raise EndpointNotAllowed(f"malformed IP address {host!r}") from None
+
+
+class EndpointPolicy:
+    """Allowlist of hosts (`host`, `*.suffix`, `*`) plus the scheme rule."""
+
+    def __init__(self, allowlist: tuple[str, ...], allow_http: bool = False) -> None:
+        entries = [entry.strip().lower().rstrip(".") for entry in allowlist if entry.strip()]
+        self.any_public = "*" in entries
+        self.exact = frozenset(e for e in entries if not e.startswith("*"))
+        self.suffixes = tuple(e[1:] for e in entries if e.startswith("*."))
+        self.schemes = ("https", "http") if allow_http else ("https",)
+
+    def check(self, url: str) -> Endpoint:
+        """Parse and vet an endpoint URL; raises EndpointNotAllowed with the reason."""
+        if len(url) > MAX_ENDPOINT_LENGTH:
+            raise EndpointNotAllowed(f"endpoint longer than {MAX_ENDPOINT_LENGTH} characters")
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError as exc:
+            raise EndpointNotAllowed(f"endpoint is not a valid URL: {exc}") from None
+        if parts.scheme not in self.schemes:
+            allowed = " or ".join(self.schemes)
+            raise EndpointNotAllowed(f"endpoint scheme must be {allowed}, got {parts.scheme!r}")
+        if "@" in parts.netloc:
+            raise EndpointNotAllowed("endpoint must not contain user information")
+        host = (parts.hostname or "").rstrip(".")
+        if not host:
+            raise EndpointNotAllowed("endpoint has no host")
+        self._check_host(host)
+        default_port = {"https": 443, "http": 80}[parts.scheme]
+        netloc = f"[{host}]" if ":" in host else host
+        if port is not None and port != default_port:
+            netloc = f"{netloc}:{port}"
+        return Endpoint(url=url, host=host, origin=f"{parts.scheme}://{netloc}")
+
+    def _check_host(self, host: str) -> None:
+        if host in self.exact:
+            return
+        address = parse_ip_literal(host)
+        if address is not None:
+            if self.any_public and is_public(address):
+                return
+            raise EndpointNotAllowed(f"endpoint address {host} is not allowed")
+        if host == "localhost" or host.endswith(".localhost"):
+            raise EndpointNotAllowed(f"endpoint host {host} is not allowed")
+        if self.any_public or any(host.endswith(suffix) for suffix in self.suffixes):
+            return
+        raise EndpointNotAllowed(f"endpoint host {host} is not in PUSH_ENDPOINT_ALLOWLIST")
+
+    def address_allowed(self, host: str, address: str) -> bool:
+        """Whether `host` may be reached at `address` (an exactly listed host may be private)."""
+        if host.rstrip(".").lower() in self.exact:
+            return True
+        return is_public(ipaddress.ip_address(address.split("%", 1)[0]))
+
+    async def check_resolved(self, host: str) -> None:
+        """Refuse a name that resolves to a non-public address; unresolvable names pass.
+
+        Used at `/subscribe`, where DNS may be unavailable; the connect-time
+        resolver check is the one that cannot be bypassed.
+        """
+        if host in self.exact or parse_ip_literal(host) is not None:
+            return
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(host, None)
+        except OSError:
+            return
+        for info in infos:
+            if not self.address_allowed(host, str(info[4][0])):
+                raise EndpointNotAllowed(f"endpoint host {host} resolves to a non-public address")
+
+
+class PolicyResolver(AbstractResolver):
+    """aiohttp resolver that drops connections to addresses the policy refuses."""
+
+    def __init__(self, policy: EndpointPolicy, inner: AbstractResolver | None = None) -> None:
+        self.policy = policy
+        self.inner = inner or DefaultResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        results = await self.inner.resolve(host, port, family)
+        refused = [r["host"] for r in results if not self.policy.address_allowed(host, r["host"])]
+        if refused:
+            raise EndpointNotAllowed(f"endpoint host {host.rstrip('.')} resolves to {refused[0]}")
+        return results
+
+    async def close(self) -> None:
+        await self.inner.close()

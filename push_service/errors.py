@@ -1,0 +1,83 @@
+"""The exceptions that carry meaning across modules.
+
+Callers decide by type, never by status code: the sender maps every push-service
+answer to one of these, and the retry policy and consumer only look at the class.
+"""
+
+from __future__ import annotations
+
+
+class PushServiceError(Exception):
+    """Base class of everything this package raises on purpose."""
+
+
+class ConfigError(PushServiceError):
+    """A configuration value is missing or invalid; the message names the variable."""
+
+
+class ValidationError(PushServiceError):
+    """Input (an HTTP body or a queue message) is not acceptable.
+
+    `code` is a stable machine-readable reason; `detail` says what is wrong.
+    """
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(f"{code}: {detail}")
+        self.code = code
+        self.detail = detail
+
+
+class PushError(PushServiceError):
+    """A push to one device did not succeed."""
+
+    reason: str = "push_failed"
+
+    def __init__(self, detail: str = "", status_code: int | None = None) -> None:
+        super().__init__(detail or self.reason)
+        self.detail = detail or self.reason
+        self.status_code = status_code
+
+
+class PermanentPushError(PushError):
+    """Sending again will not help (400, 413, a refused endpoint, a payload too large)."""
+
+    reason = "rejected"
+
+
+class PayloadTooLarge(PermanentPushError):
+    reason = "payload_too_large"
+
+
+class EndpointNotAllowed(PermanentPushError):
+    reason = "endpoint_not_allowed"
+
+
+class VapidRejected(PermanentPushError):
+    """401/403: our VAPID configuration is wrong; the subscription itself is fine."""
+
+    reason = "vapid_rejected"
+
+
+class SubscriptionGone(PermanentPushError):
+    """404/410: the browser unsubscribed or the subscription expired."""
+
+    reason = "subscription_gone"
+
+
+class TransientPushError(PushError):
+    """Worth retrying: 429, 5xx, timeouts, connection errors."""
+
+    reason = "transient"
+
+    def __init__(
+        self,
+        detail: str = "",
+        status_code: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(detail, status_code)
+        self.retry_after = retry_after
+
+
+class BrokerUnavailable(PushServiceError):
+    """RabbitMQ is not connected, or did not confirm a publish in time."""

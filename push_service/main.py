@@ -1,0 +1,95 @@
+"""Process entry point: settings, logging, signals, and hypercorn serving the app."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+from urllib.parse import urlsplit
+
+from cryptography.hazmat.primitives.asymmetric import ec
+from hypercorn.asyncio import serve as hypercorn_serve
+from hypercorn.config import Config
+
+from push_service.app import create_app
+from push_service.config import Settings
+from push_service.errors import ConfigError
+from push_service.logs import configure_logging
+from push_service.vapid import load_private_key, private_key_raw_b64
+
+log = logging.getLogger(__name__)
+
+
+def secret_values(settings: Settings, key: ec.EllipticCurvePrivateKey) -> list[str]:
+    """Strings that must never reach a log line."""
+    values = [private_key_raw_b64(key), settings.vapid_private_key]
+    for url in (settings.rabbitmq_url, settings.redis_url, settings.user_service_url):
+        password = urlsplit(url).password if url else None
+        if password:
+            values.append(password)
+    return [v for v in values if v]
+
+
+def hypercorn_config(settings: Settings) -> Config:
+    config = Config()
+    config.bind = [f"{settings.host}:{settings.port}"]
+    config.accesslog = None
+    config.errorlog = logging.getLogger("hypercorn.error")
+    # The lifespan shutdown drains the consumer: give it the whole grace period.
+    config.shutdown_timeout = settings.shutdown_grace_seconds + 20
+    config.graceful_timeout = min(5.0, settings.shutdown_grace_seconds)
+    config.keep_alive_timeout = 75
+    return config
+
+
+async def serve(settings: Settings, key: ec.EllipticCurvePrivateKey) -> None:
+    """Serve until SIGTERM/SIGINT; a second signal forces an immediate exit."""
+    shutdown = asyncio.Event()
+
+    def on_signal(signum: int) -> None:
+        if shutdown.is_set():
+            log.error("second %s: exiting without waiting", signal.Signals(signum).name)
+            os._exit(1)
+        log.info("%s: shutting down gracefully", signal.Signals(signum).name)
+        shutdown.set()
+
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+    app = create_app(settings, key)
+    log.info(
+        "push_service listening on %s:%s (%s)", settings.host, settings.port, settings.node_env
+    )
+    await hypercorn_serve(
+        app,  # type: ignore[arg-type]  # hypercorn's ASGI types are narrower than Starlette's
+        hypercorn_config(settings),
+        shutdown_trigger=shutdown.wait,
+    )
+    log.info("push_service stopped")
+
+
+def _event_loop_factory() -> type[asyncio.AbstractEventLoop] | None:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is absent on some platforms
+        return None
+    return uvloop.Loop
+
+
+def main() -> None:
+    """Console script `push-service` and `python -m push_service`."""
+    try:
+        settings = Settings.from_env()
+        key = load_private_key(settings)
+    except ConfigError as exc:
+        print(f"push_service: configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    configure_logging(settings.log_level, settings.enable_debug, secret_values(settings, key))
+    factory = _event_loop_factory()
+    if factory is None:
+        asyncio.run(serve(settings, key))
+    else:
+        with asyncio.Runner(loop_factory=factory) as runner:
+            runner.run(serve(settings, key))

@@ -1,0 +1,126 @@
+"""A small Prometheus text-format registry (counters, gauges, histograms with labels).
+
+Kept in-house: the service needs a dozen metrics, not a client library, and the
+hot path pays one dict update per observation.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import defaultdict
+
+Labels = tuple[tuple[str, str], ...]
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+def _labels(labels: dict[str, str]) -> Labels:
+    return tuple(sorted(labels.items()))
+
+
+def _format_labels(labels: Labels, extra: tuple[tuple[str, str], ...] = ()) -> str:
+    items = labels + extra
+    if not items:
+        return ""
+    escaped = (
+        f'{k}="{v.replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"'
+        for k, v in items
+    )
+    return "{" + ",".join(escaped) + "}"
+
+
+class _Metric:
+    kind = "untyped"
+
+    def __init__(self, name: str, help_text: str) -> None:
+        self.name = name
+        self.help = help_text
+
+    def header(self) -> list[str]:
+        return [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} {self.kind}"]
+
+    def render(self) -> list[str]:
+        raise NotImplementedError
+
+
+class Counter(_Metric):
+    kind = "counter"
+
+    def __init__(self, name: str, help_text: str) -> None:
+        super().__init__(name, help_text)
+        self.values: dict[Labels, float] = defaultdict(float)
+
+    def inc(self, amount: float = 1.0, **labels: str) -> None:
+        self.values[_labels(labels)] += amount
+
+    def value(self, **labels: str) -> float:
+        return self.values.get(_labels(labels), 0.0)
+
+    def render(self) -> list[str]:
+        return [f"{self.name}{_format_labels(k)} {v:g}" for k, v in self.values.items()]
+
+
+class Gauge(Counter):
+    kind = "gauge"
+
+    def set(self, value: float, **labels: str) -> None:
+        self.values[_labels(labels)] = value
+
+    def dec(self, amount: float = 1.0, **labels: str) -> None:
+        self.values[_labels(labels)] -= amount
+
+
+class Histogram(_Metric):
+    kind = "histogram"
+
+    def __init__(self, name: str, help_text: str, buckets: tuple[float, ...] = LATENCY_BUCKETS):
+        super().__init__(name, help_text)
+        self.buckets = buckets
+        self.counts: dict[Labels, list[int]] = {}
+        self.sums: dict[Labels, float] = defaultdict(float)
+
+    def observe(self, value: float, **labels: str) -> None:
+        key = _labels(labels)
+        counts = self.counts.setdefault(key, [0] * (len(self.buckets) + 1))
+        counts[bisect.bisect_left(self.buckets, value)] += 1
+        self.sums[key] += value
+
+    def render(self) -> list[str]:
+        lines = []
+        for key, counts in self.counts.items():
+            cumulative = 0
+            for bound, count in zip((*self.buckets, float("inf")), counts, strict=True):
+                cumulative += count
+                le = "+Inf" if bound == float("inf") else f"{bound:g}"
+                lines.append(f"{self.name}_bucket{_format_labels(key, (('le', le),))} {cumulative}")
+            lines.append(f"{self.name}_sum{_format_labels(key)} {self.sums[key]:g}")
+            lines.append(f"{self.name}_count{_format_labels(key)} {cumulative}")
+        return lines
+
+
+class Metrics:
+    """The service's metrics; one instance per process, owned by the app."""
+
+    def __init__(self) -> None:
+        self.messages = Counter("push_messages_consumed_total", "Queue messages handled, by result")
+        self.pushes = Counter("push_pushes_total", "Pushes by outcome and push-service host")
+        self.retries = Counter("push_retries_total", "Push attempts that were retries")
+        self.invalidations = Counter(
+            "push_invalidations_total", "Gone subscriptions reported to the User Service"
+        )
+        self.dead_lettered = Counter("push_dead_lettered_total", "Messages sent to the DLQ")
+        self.in_flight = Gauge("push_in_flight_sends", "Push requests under way")
+        self.connected = Gauge("push_consumer_connected", "1 while consuming from RabbitMQ")
+        self.push_latency = Histogram("push_request_seconds", "Push-service request latency")
+        self.e2e_latency = Histogram(
+            "push_end_to_end_seconds", "Publish to outcome recorded (needs message timestamp)"
+        )
+
+    def all(self) -> list[_Metric]:
+        return [m for m in vars(self).values() if isinstance(m, _Metric)]
+
+    def render(self) -> str:
+        lines: list[str] = []
+        for metric in self.all():
+            lines += metric.header() + metric.render()
+        return "\n".join(lines) + "\n"

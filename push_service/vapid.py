@@ -1,0 +1,176 @@
+"""VAPID (RFC 8292): the application server key pair and the signed JWT per origin.
+
+Signing is done once per push-service origin and reused until shortly before it
+expires, so a large fan-out costs one ECDSA signature per origin, not per message.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import re
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from py_vapid import Vapid02
+
+from push_service.config import Settings
+from push_service.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+JWT_LIFETIME_SECONDS = 12 * 3600  # RFC 8292 allows up to 24 h; Apple rejects more.
+JWT_RENEW_BEFORE_SECONDS = 3600
+_MAX_CACHED_ORIGINS = 1024
+_EMAIL = re.compile(r"^[^@\s:/]+@([^@\s:/]+\.[^@\s:/]+|localhost)$")
+
+
+def b64url_encode(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def b64url_decode(text: str) -> bytes:
+    """Decode base64url with or without padding; raises ValueError on bad input."""
+    if not re.fullmatch(r"[A-Za-z0-9_\-+/]*=*", text):
+        raise ValueError("not base64url")
+    stripped = text.rstrip("=")
+    return base64.urlsafe_b64decode(stripped + "=" * (-len(stripped) % 4))
+
+
+def public_key_b64(key: ec.EllipticCurvePrivateKey) -> str:
+    point = key.public_key().public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+    )
+    return b64url_encode(point)
+
+
+def private_key_raw_b64(key: ec.EllipticCurvePrivateKey) -> str:
+    return b64url_encode(key.private_numbers().private_value.to_bytes(32, "big"))
+
+
+def private_key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def generate_private_key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def parse_private_key(value: str) -> ec.EllipticCurvePrivateKey:
+    """Accept raw base64url (32 bytes), base64 DER, PEM text, or a path to a PEM/raw file."""
+    text = value.strip()
+    if "-----BEGIN" not in text and ("/" in text or text.endswith(".pem")):
+        path = Path(text)
+        if not path.is_file():
+            raise ValueError(f"no such key file: {path}")
+        text = path.read_text(encoding="utf-8").strip()
+    if "-----BEGIN" in text:
+        key = serialization.load_pem_private_key(text.replace("\\n", "\n").encode(), None)
+    else:
+        raw = b64url_decode(text)
+        if len(raw) == 32:
+            return ec.derive_private_key(int.from_bytes(raw, "big"), ec.SECP256R1())
+        key = serialization.load_der_private_key(raw, None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
+        raise ValueError("not a P-256 (prime256v1) EC private key")
+    return key
+
+
+def _load_or_create_dev_key(path: Path) -> ec.EllipticCurvePrivateKey:
+    if path.is_file():
+        try:
+            return parse_private_key(str(path.resolve()))
+        except ValueError as exc:
+            raise ConfigError(f"VAPID_KEY_FILE {path}: {exc}") from None
+    key = generate_private_key()
+    # O_EXCL + 0600: never clobber an existing key, never make it world-readable.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(private_key_pem(key))
+    log.warning("generated a development VAPID key pair in %s (git-ignored)", path)
+    return key
+
+
+def load_private_key(settings: Settings) -> ec.EllipticCurvePrivateKey:
+    """The configured key; in development a kept, generated one; never generated in production."""
+    if settings.vapid_private_key:
+        try:
+            key = parse_private_key(settings.vapid_private_key)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"VAPID_PRIVATE_KEY is not a usable P-256 key: {exc}") from None
+    elif settings.production:
+        raise ConfigError("VAPID_PRIVATE_KEY is required when NODE_ENV=production")
+    elif settings.vapid_public_key:
+        raise ConfigError("VAPID_PUBLIC_KEY is set but VAPID_PRIVATE_KEY is not")
+    else:
+        key = _load_or_create_dev_key(Path(settings.vapid_key_file))
+    if settings.vapid_public_key and settings.vapid_public_key.rstrip("=") != public_key_b64(key):
+        raise ConfigError("VAPID_PUBLIC_KEY does not match VAPID_PRIVATE_KEY")
+    return key
+
+
+def normalise_subject(contact: str, production: bool) -> str:
+    """The JWT `sub`: `mailto:` + address, or an https URL; fixed once at start-up."""
+    text = "".join(contact.split())
+    if not text:
+        if production:
+            raise ConfigError("VAPID_EMAIL is required when NODE_ENV=production")
+        text = "push-service@example.com"
+    if text.lower().startswith("https://"):
+        return text
+    while text.lower().startswith("mailto:"):
+        text = text[len("mailto:") :]
+    if not _EMAIL.match(text):
+        raise ConfigError(f"VAPID_EMAIL must be an e-mail address or https URL, got {contact!r}")
+    if text.lower().endswith(("@localhost", ".localhost", ".local")):
+        log.warning("VAPID_EMAIL %s is not a public contact; Apple's push service rejects it", text)
+    return f"mailto:{text}"
+
+
+@dataclass
+class _Token:
+    header: str
+    renew_at: float
+
+
+class VapidSigner:
+    """Builds `Authorization: vapid t=..., k=...` per origin, cached until near expiry."""
+
+    def __init__(
+        self,
+        private_key: ec.EllipticCurvePrivateKey,
+        subject: str,
+        lifetime: int = JWT_LIFETIME_SECONDS,
+    ) -> None:
+        self._vapid = Vapid02(private_key)
+        self.public_key = public_key_b64(private_key)
+        self.subject = subject
+        self.lifetime = lifetime
+        self._cache: OrderedDict[str, _Token] = OrderedDict()
+
+    def authorization(self, origin: str, now: float | None = None) -> str:
+        now = time.time() if now is None else now
+        token = self._cache.get(origin)
+        if token is None or now >= token.renew_at:
+            token = self._sign(origin, now)
+            self._cache[origin] = token
+            if len(self._cache) > _MAX_CACHED_ORIGINS:
+                self._cache.popitem(last=False)
+        return token.header
+
+    def _sign(self, origin: str, now: float) -> _Token:
+        exp = int(now) + self.lifetime
+        # A fresh claims dict per origin: a shared one leaks a stale `aud` (PITFALLS).
+        signed = self._vapid.sign({"aud": origin, "exp": exp, "sub": self.subject})
+        jwt = signed["Authorization"].split("t=", 1)[1].split(",", 1)[0]
+        renew_at = exp - min(JWT_RENEW_BEFORE_SECONDS, self.lifetime / 2)
+        return _Token(f"vapid t={jwt}, k={self.public_key}", renew_at)

@@ -1,0 +1,73 @@
+"""Fixtures: factories for the real service, broker, Redis and push servers; all clean up."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+import redis.asyncio as redis
+
+from tests.support import (
+    REDIS_URL,
+    PushServer,
+    Rabbit,
+    Service,
+    VapidPair,
+    push_server,
+    rabbit_client,
+    service_env,
+)
+
+ServiceFactory = Callable[..., Awaitable[Service]]
+
+
+@pytest.fixture
+def vapid() -> VapidPair:
+    return VapidPair.generate()
+
+
+@pytest.fixture
+async def rabbit() -> AsyncIterator[Rabbit]:
+    async with rabbit_client() as client:
+        yield client
+
+
+@pytest.fixture
+async def redis_client() -> AsyncIterator[redis.Redis]:
+    client = redis.Redis.from_url(REDIS_URL, decode_responses=True)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def pushserver() -> AsyncIterator[PushServer]:
+    async with push_server() as server:
+        yield server
+
+
+@pytest.fixture
+async def service_factory(
+    tmp_path: Path, vapid: VapidPair, rabbit: Rabbit, redis_client: redis.Redis
+) -> AsyncIterator[ServiceFactory]:
+    """Start real service processes; each gets its own queue and Redis prefix unless shared."""
+    services: list[Service] = []
+
+    async def start(wait: bool = True, **overrides: str) -> Service:
+        env = service_env(tmp_path, vapid, **overrides)
+        service = Service(env, tmp_path / f"service-{len(services)}.log")
+        services.append(service)
+        service.start()
+        if wait:
+            await service.wait_ready()
+        return service
+
+    yield start
+    for service in services:
+        await service.stop()
+    for service in services:
+        await rabbit.delete(service.queue, f"{service.queue}.dlq")
+        async for key in redis_client.scan_iter(match=f"{service.prefix}*", count=1000):
+            with contextlib.suppress(Exception):
+                await redis_client.delete(key)

@@ -1,0 +1,336 @@
+"""Test helpers: real processes and servers, started and cleaned up by fixtures.
+
+Everything listens on 127.0.0.1 only. Nothing here sleeps to synchronise:
+`wait_until` polls a condition against a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiohttp
+import aiormq
+import orjson
+from aiohttp import web
+from pamqp import commands as spec
+
+from push_service.vapid import generate_private_key, private_key_raw_b64, public_key_b64
+
+ROOT = Path(__file__).resolve().parent.parent
+PUSH_SERVER_JS = ROOT / "tests/pushserver/node_modules/web-push-testing/src/bin/server.js"
+RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672/"
+REDIS_URL = "redis://127.0.0.1:6379/0"
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+async def wait_until(
+    condition: Callable[[], Awaitable[T | None] | T | None],
+    timeout: float = 20.0,
+    interval: float = 0.05,
+    message: str = "condition",
+) -> T:
+    """Poll `condition` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        result = condition()
+        if asyncio.iscoroutine(result) or isinstance(result, Awaitable):
+            result = await result
+        if result:
+            return result  # type: ignore[return-value]
+        last = result
+        await asyncio.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {message} (last: {last!r})")
+
+
+@dataclass
+class VapidPair:
+    private: str
+    public: str
+
+    @classmethod
+    def generate(cls) -> VapidPair:
+        key = generate_private_key()
+        return cls(private_key_raw_b64(key), public_key_b64(key))
+
+
+# --- RabbitMQ ---------------------------------------------------------------------------
+
+
+class Rabbit:
+    """A test client of the real broker: publish, count, fetch, delete."""
+
+    def __init__(self, connection: aiormq.abc.AbstractConnection) -> None:
+        self.connection = connection
+        self.channel: aiormq.abc.AbstractChannel | None = None
+
+    async def _channel(self) -> aiormq.abc.AbstractChannel:
+        if self.channel is None or self.channel.is_closed:
+            if self.connection.is_closed:
+                self.connection = await aiormq.connect(RABBITMQ_URL)
+            self.channel = await self.connection.channel(publisher_confirms=True)
+        return self.channel
+
+    async def publish(self, queue: str, message: dict[str, Any] | bytes, **props: Any) -> None:
+        body = message if isinstance(message, bytes) else orjson.dumps(message)
+        channel = await self._channel()
+        properties = spec.Basic.Properties(delivery_mode=2, **props)
+        async with asyncio.timeout(10):
+            confirm = await channel.basic_publish(body, routing_key=queue, properties=properties)
+        assert isinstance(confirm, spec.Basic.Ack)
+
+    async def count(self, queue: str) -> int:
+        channel = await self._channel()
+        ok = await channel.queue_declare(queue, passive=True)
+        return int(ok.message_count or 0)
+
+    async def get(self, queue: str) -> aiormq.abc.DeliveredMessage | None:
+        """Take one message off a queue (acked), or None when it is empty."""
+        channel = await self._channel()
+        message = await channel.basic_get(queue, no_ack=True)
+        return message if message.body or isinstance(message.delivery, spec.Basic.GetOk) else None
+
+    async def delete(self, *queues: str) -> None:
+        channel = await self._channel()
+        for queue in queues:
+            with contextlib.suppress(Exception):
+                await channel.queue_delete(queue)
+
+
+@contextlib.asynccontextmanager
+async def rabbit_client() -> AsyncIterator[Rabbit]:
+    connection = await aiormq.connect(RABBITMQ_URL)
+    try:
+        yield Rabbit(connection)
+    finally:
+        with contextlib.suppress(Exception):
+            await connection.close()
+
+
+# --- the independent push service (web-push-testing) ------------------------------------
+
+
+@dataclass
+class PushServer:
+    """web-push-testing: verifies VAPID, decrypts, and keeps what it received."""
+
+    base_url: str
+    session: aiohttp.ClientSession
+
+    async def subscribe(self, vapid_public_key: str) -> tuple[dict[str, Any], str]:
+        """A new subscription bound to our VAPID key; returns (PushSubscription, clientHash)."""
+        body = {"userVisibleOnly": "true", "applicationServerKey": vapid_public_key}
+        async with self.session.post(f"{self.base_url}/subscribe", json=body) as response:
+            assert response.status == 200, await response.text()
+            data = (await response.json())["data"]
+        subscription = {
+            "endpoint": data["endpoint"],
+            "expirationTime": None,
+            "keys": {"p256dh": data["keys"]["p256dh"], "auth": data["keys"]["auth"]},
+        }
+        return subscription, data["clientHash"]
+
+    async def messages(self, client_hash: str) -> list[dict[str, Any]]:
+        url = f"{self.base_url}/get-notifications"
+        async with self.session.post(url, json={"clientHash": client_hash}) as response:
+            assert response.status == 200, await response.text()
+            raw = (await response.json())["data"]["messages"]
+        return [orjson.loads(m) for m in raw]
+
+    async def expire(self, client_hash: str) -> None:
+        url = f"{self.base_url}/expire-subscription/{client_hash}"
+        async with self.session.post(url) as response:
+            assert response.status == 200
+
+
+@contextlib.asynccontextmanager
+async def push_server() -> AsyncIterator[PushServer]:
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        "node", str(PUSH_SERVER_JS), str(port),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    base_url = f"http://localhost:{port}"
+    try:
+        async with aiohttp.ClientSession() as session:
+            server = PushServer(base_url, session)
+
+            async def up() -> bool:
+                try:
+                    async with session.post(f"{base_url}/status") as response:
+                        return response.status == 200
+                except aiohttp.ClientError:
+                    return False
+
+            await wait_until(up, 20, message="web-push-testing to listen")
+            yield server
+    finally:
+        proc.terminate()
+        await proc.wait()
+
+
+# --- fake HTTP servers: the User Service, a push service that misbehaves on cue ---------
+
+
+@dataclass
+class StubServer:
+    """A small aiohttp server that records requests and answers from a script."""
+
+    base_url: str = ""
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    # Answers to give in order (status, headers); the last one repeats.
+    answers: list[tuple[int, dict[str, str]]] = field(default_factory=lambda: [(200, {})])
+    request_times: list[float] = field(default_factory=list)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        self.request_times.append(time.monotonic())
+        self.requests.append({
+            "path": request.path, "headers": dict(request.headers), "body": body,
+            "json": orjson.loads(body) if body.startswith(b"{") else None,
+        })
+        index = min(len(self.requests) - 1, len(self.answers) - 1)
+        status, headers = self.answers[index]
+        return web.Response(status=status, headers=headers, text="{}")
+
+
+@contextlib.asynccontextmanager
+async def stub_server(
+    answers: list[tuple[int, dict[str, str]]] | None = None,
+) -> AsyncIterator[StubServer]:
+    stub = StubServer()
+    if answers is not None:
+        stub.answers = answers
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", stub.handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    site = web.TCPSite(runner, "127.0.0.1", port)
+    await site.start()
+    stub.base_url = f"http://127.0.0.1:{port}"
+    try:
+        yield stub
+    finally:
+        await runner.cleanup()
+
+
+# --- the service itself, as a real subprocess --------------------------------------------
+
+
+@dataclass
+class Service:
+    """A running `python -m push_service` with its own queue and Redis prefix."""
+
+    env: dict[str, str]
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def port(self) -> int:
+        return int(self.env["PORT"])
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def queue(self) -> str:
+        return self.env["RABBITMQ_QUEUE_NAME"]
+
+    @property
+    def prefix(self) -> str:
+        return self.env["REDIS_KEY_PREFIX"]
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def start(self) -> None:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(  # noqa: ASYNC220 - a plain child, waited on below
+            [sys.executable, "-m", "push_service"], env=self.env, stdout=log, stderr=log,
+            cwd=self.log_path.parent,
+        )
+
+    async def wait_ready(self, timeout: float = 30.0) -> None:
+        async with aiohttp.ClientSession() as session:
+
+            async def ready() -> bool:
+                assert self.proc is not None
+                if self.proc.poll() is not None:
+                    raise AssertionError(f"service exited {self.proc.returncode}:\n{self.logs()}")
+                try:
+                    async with session.get(f"{self.base_url}/ready") as response:
+                        return response.status == 200
+                except aiohttp.ClientError:
+                    return False
+
+            await wait_until(ready, timeout, message="the service to be ready")
+
+    def signal(self, signum: int = signal.SIGTERM) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signum)
+
+    async def wait_exit(self, timeout: float = 60.0) -> int:
+        proc = self.proc
+        assert proc is not None
+        await wait_until(lambda: proc.poll() is not None, timeout, message="the service to exit")
+        return proc.returncode
+
+    async def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                await self.wait_exit(60)
+            except AssertionError:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def service_env(tmp_path: Path, vapid: VapidPair, **overrides: str) -> dict[str, str]:
+    env = {
+        key: value for key, value in os.environ.items()
+        if not key.startswith(("RABBITMQ_", "REDIS_", "VAPID_", "PUSH_", "USER_SERVICE"))
+    }
+    env.update({
+        "PORT": str(free_port()),
+        "HOST": "127.0.0.1",
+        "NODE_ENV": "development",
+        "LOG_LEVEL": "INFO",
+        "RABBITMQ_URL": RABBITMQ_URL,
+        "RABBITMQ_QUEUE_NAME": unique("test.push"),
+        "REDIS_URL": REDIS_URL,
+        "REDIS_KEY_PREFIX": unique("test") + ":",
+        "VAPID_PRIVATE_KEY": vapid.private,
+        "VAPID_PUBLIC_KEY": vapid.public,
+        "VAPID_EMAIL": "ops@example.com",
+        "PUSH_ALLOW_HTTP": "true",
+        "PUSH_ENDPOINT_ALLOWLIST": "localhost,127.0.0.1",
+        "PUSH_RETRY_MAX_SECONDS": "10",
+        "SHUTDOWN_GRACE_SECONDS": "10",
+        "PYTHONUNBUFFERED": "1",
+    })
+    env.update(overrides)
+    return env

@@ -1,0 +1,114 @@
+"""End to end: real service process, RabbitMQ, Redis and web-push-testing."""
+
+from __future__ import annotations
+
+import aiohttp
+
+from tests.conftest import ServiceFactory
+from tests.support import PushServer, Rabbit, VapidPair, stub_server, unique, wait_until
+
+
+async def status_of(service_url: str, notification_id: str) -> dict | None:
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{service_url}/notifications/{notification_id}") as response:
+            if response.status == 404:
+                return None
+            assert response.status == 200
+            return await response.json()
+
+
+async def final_status(service_url: str, notification_id: str, timeout: float = 20) -> dict:
+    async def done() -> dict | None:
+        record = await status_of(service_url, notification_id)
+        return record if record and record["status"] in ("sent", "failed") else None
+
+    return await wait_until(done, timeout, message=f"{notification_id} to finish")
+
+
+def message(notification_id: str, subscription: dict, **extra: object) -> dict:
+    return {
+        "notification_id": notification_id,
+        "user_id": "user-1",
+        "devices": [subscription],
+        "title": "Hello",
+        "body": "World",
+        "action_url": "https://example.com/path",
+        **extra,
+    }
+
+
+async def test_queue_message_is_delivered_decrypted_and_recorded_sent(
+    service_factory: ServiceFactory, pushserver: PushServer, rabbit: Rabbit, vapid: VapidPair
+) -> None:
+    service = await service_factory()
+    subscription, client_hash = await pushserver.subscribe(vapid.public)
+    notification_id = unique("n")
+    await rabbit.publish(service.queue, message(notification_id, subscription, urgency="high"))
+
+    record = await final_status(service.base_url, notification_id)
+
+    assert record["status"] == "sent"
+    assert record["sent"] == 1 and record["failed"] == 0
+    assert record["devices"][0]["http_status"] == 201
+    assert record["devices"][0]["attempts"] == 1
+    received = await pushserver.messages(client_hash)
+    assert received == [{
+        "notification_id": notification_id, "title": "Hello", "body": "World",
+        "action_url": "https://example.com/path",
+    }]
+    await service.stop()  # an unacked message would return to the queue now
+    assert await rabbit.count(service.queue) == 0
+
+
+async def test_expired_subscription_fails_and_user_service_is_told(
+    service_factory: ServiceFactory, pushserver: PushServer, rabbit: Rabbit, vapid: VapidPair
+) -> None:
+    async with stub_server() as users:
+        service = await service_factory(USER_SERVICE_URL=users.base_url)
+        subscription, client_hash = await pushserver.subscribe(vapid.public)
+        await pushserver.expire(client_hash)
+        notification_id = unique("n")
+        await rabbit.publish(service.queue, message(notification_id, subscription))
+
+        record = await final_status(service.base_url, notification_id)
+
+        assert record["status"] == "failed"
+        device = record["devices"][0]
+        assert device["reason"] == "subscription_gone"
+        assert device["http_status"] == 410
+        assert device["deactivation"] == "ok"
+        assert len(users.requests) == 1
+        request = users.requests[0]
+        assert request["path"] == "/api/v1/push-subscriptions/deactivate"
+        assert request["json"] == {
+            "user_id": "user-1", "endpoint": subscription["endpoint"],
+            "reason": "subscription_gone", "status_code": 410,
+        }
+
+
+async def test_bad_messages_do_not_stall_the_consumer(
+    service_factory: ServiceFactory, pushserver: PushServer, rabbit: Rabbit, vapid: VapidPair
+) -> None:
+    service = await service_factory()
+    subscription, client_hash = await pushserver.subscribe(vapid.public)
+    await rabbit.publish(service.queue, b"{not json")
+    missing_devices = unique("n")
+    await rabbit.publish(service.queue, {"notification_id": missing_devices, "title": "x"})
+    good = unique("n")
+    await rabbit.publish(service.queue, message(good, subscription))
+
+    assert (await final_status(service.base_url, good))["status"] == "sent"
+    bad = await final_status(service.base_url, missing_devices)
+    assert bad["status"] == "failed"
+    assert bad["reason"].startswith("invalid_devices")
+    assert len(await pushserver.messages(client_hash)) == 1
+    dlq = f"{service.queue}.dlq"
+
+    async def dead_lettered() -> bool:
+        return await rabbit.count(dlq) == 2
+
+    await wait_until(dead_lettered, message="both bad messages in the DLQ")
+    dead = await rabbit.get(f"{service.queue}.dlq")
+    assert dead is not None
+    assert dead.body == b"{not json"
+    assert dead.header.properties.headers["x-death-reason"].startswith("invalid_json")
