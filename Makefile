@@ -43,3 +43,38 @@ bench: $(STAMP) services
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info $(NODE_DIR)/node_modules .pytest_cache .mypy_cache
+
+# ---- containers --------------------------------------------------------------
+# Picks the first compose that works. Override with: make up COMPOSE="podman-compose"
+COMPOSE ?= $(shell \
+	if docker compose version >/dev/null 2>&1; then echo "docker compose"; \
+	elif podman compose version >/dev/null 2>&1; then echo "podman compose"; \
+	elif command -v docker-compose >/dev/null 2>&1; then echo docker-compose; \
+	elif command -v podman-compose >/dev/null 2>&1; then echo podman-compose; fi)
+ENGINE ?= $(shell if command -v podman >/dev/null 2>&1; then echo podman; else echo docker; fi)
+SCALE ?= 1
+IMAGE ?= push-service:local
+
+.PHONY: up down logs ps image check-container
+
+up: ## build and start push_service + RabbitMQ + Redis in the background (SCALE=n for replicas)
+	@test -n "$(COMPOSE)" || { echo "make up: needs 'docker compose' or 'podman compose'" >&2; exit 1; }
+	@test -f .env || { echo "make up: no .env; create it with VAPID_PUBLIC_KEY, VAPID_PRIVATE_KEY and VAPID_EMAIL (see README)" >&2; exit 1; }
+	$(COMPOSE) up -d --build --scale push_service=$(SCALE)
+	@$(COMPOSE) ps
+
+down: ## stop and remove the containers (the data volumes are kept)
+	@test -n "$(COMPOSE)" || { echo "make down: needs 'docker compose' or 'podman compose'" >&2; exit 1; }
+	$(COMPOSE) down
+
+logs: ## follow the logs of all services
+	$(COMPOSE) logs -f
+
+ps: ## list the services, their health and their published ports
+	$(COMPOSE) ps
+
+image: ## build only the image (podman keeps HEALTHCHECK only in docker format)
+	$(ENGINE) build $(if $(filter podman,$(ENGINE)),--format docker,) -f Containerfile -t $(IMAGE) .
+
+check-container: ## check the container files statically (no engine needed; installs its tools the first time)
+	scripts/check_container_files.sh

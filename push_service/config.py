@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import math
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +29,7 @@ DEFAULT_ALLOWLIST = (
     "*.notify.windows.com",
 )
 URGENCIES = ("very-low", "low", "normal", "high")
+_INLINE_COMMENT = re.compile(r"\s+#")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 _SECRET_FIELDS = {"vapid_private_key"}
@@ -41,10 +44,17 @@ def redact_url(url: str) -> str:
         return "<unparseable url>"
     if parts.username is None and parts.password is None:
         return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
+    host = parts.netloc.rpartition("@")[2]  # keeps IPv6 brackets and the port as written
     return urlunsplit((parts.scheme, f"***:***@{host}", parts.path, parts.query, ""))
+
+
+def _scheme(url: str) -> str:
+    """The scheme of a URL that parses (port included), else "": fail at start-up, not later."""
+    try:
+        port = urlsplit(url).port
+    except ValueError:
+        return ""
+    return "" if port == 0 else urlsplit(url).scheme
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -62,6 +72,9 @@ def read_env_file(path: Path) -> dict[str, str]:
         value = value.strip()
         if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
             value = value[1:-1]
+        else:
+            # Unquoted values may carry a trailing comment, as in .env.example.
+            value = "" if value.startswith("#") else _INLINE_COMMENT.split(value, maxsplit=1)[0]
         values[key.strip()] = value.replace("\\n", "\n")
     return values
 
@@ -92,6 +105,8 @@ class _Env:
 
     def number(self, name: str, default: float, minimum: float = 0.0) -> float:
         value = self._cast(name, default, float, "a number")
+        if not math.isfinite(value):
+            raise ConfigError(f"{name} must be a finite number, got {value}")
         if value < minimum:
             raise ConfigError(f"{name} must be at least {minimum}, got {value}")
         return value
@@ -119,9 +134,9 @@ class _Env:
 
     def url(self, name: str, default: str, schemes: tuple[str, ...]) -> str:
         value = self.text(name, default)
-        if value and urlsplit(value).scheme not in schemes:
+        if value and _scheme(value) not in schemes:
             shown = redact_url(value)
-            raise ConfigError(f"{name} must be a {'/'.join(schemes)} URL, got {shown!r}")
+            raise ConfigError(f"{name} must be a valid {'/'.join(schemes)} URL, got {shown!r}")
         return value
 
 

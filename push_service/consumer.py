@@ -23,7 +23,7 @@ from push_service.delivery import Delivery
 from push_service.endpoints import EndpointPolicy
 from push_service.errors import BrokerUnavailable, ValidationError
 from push_service.metrics import Metrics
-from push_service.models import parse_notification, peek_notification_id
+from push_service.models import Notification, parse_notification, peek_notification_id
 from push_service.status import RedisUnavailable
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,8 @@ class Consumer:
         self.channel: AbstractChannel | None = None
         self.consumer_tag: str | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        # notification_id -> the task delivering it, to serialise a redelivery behind it.
+        self._active: dict[str, asyncio.Task[None]] = {}
 
     @property
     def in_flight(self) -> int:
@@ -142,7 +144,7 @@ class Consumer:
             notification = parse_notification(body, self.policy, self.limits.max_devices)
         except ValidationError as exc:
             return await self._dead_letter(message, exc.code, exc.detail)
-        status = await self.delivery.deliver(notification)
+        status = await self._deliver_once(notification)
         self.metrics.messages.inc(result=status)
         self._observe_latency(message)
         log.debug(
@@ -155,6 +157,26 @@ class Consumer:
             },
         )
         return Settle.ACK
+
+    async def _deliver_once(self, notification: Notification) -> str:
+        """Deliver, but first let an earlier attempt of the same notification finish.
+
+        After a reconnect the broker redelivers messages whose first attempt may
+        still be running here; once it has recorded its outcomes the redelivery
+        skips those devices instead of pushing them a second time.
+        """
+        key = notification.notification_id
+        current = asyncio.current_task()
+        assert current is not None
+        earlier = self._active.get(key)
+        if earlier is not None:
+            await asyncio.wait([earlier])
+        self._active[key] = current
+        try:
+            return await self.delivery.deliver(notification)
+        finally:
+            if self._active.get(key) is current:
+                del self._active[key]
 
     async def _delivery_count(self, message: DeliveredMessage) -> int:
         """1 on a first delivery; counts redeliveries (quorum header, else Redis)."""

@@ -21,7 +21,14 @@ from push_service.errors import EndpointNotAllowed
 
 MAX_ENDPOINT_LENGTH = 2048
 _NUMERIC_LABEL = re.compile(r"^(0x[0-9a-f]*|[0-9]+)$")
+# ASCII names only: IDNA would turn e.g. fullwidth digits into an IP literal after the check.
+_HOSTNAME = re.compile(r"[a-z0-9_-]+(?:\.[a-z0-9_-]+)*")
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+# IPv6 ranges that carry an IPv4 address in their low 32 bits (compatible, SIIT, NAT64).
+_IPV4_IN_LOW_BITS = tuple(
+    ipaddress.IPv6Network(n) for n in ("::/96", "::ffff:0:0:0/96", "64:ff9b::/96")
+)
+_LOCAL_NAT64 = ipaddress.IPv6Network("64:ff9b:1::/48")
 
 
 @dataclass(frozen=True)
@@ -31,10 +38,24 @@ class Endpoint:
     origin: str
 
 
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if any(address in network for network in _IPV4_IN_LOW_BITS):
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
 def is_public(address: IPAddress) -> bool:
-    """True for globally routable unicast addresses only."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    """True for globally routable unicast addresses only (IPv4 inside IPv6 included)."""
+    if isinstance(address, ipaddress.IPv6Address):
+        if address in _LOCAL_NAT64:
+            return False
+        embedded = _embedded_ipv4(address)
+        if embedded is not None:
+            return is_public(embedded)
     return address.is_global and not address.is_multicast
 
 
@@ -52,8 +73,16 @@ def parse_ip_literal(host: str) -> IPAddress | None:
         return None
     try:
         return ipaddress.IPv4Address(socket.inet_aton(host))
-    except OSError:
+    except (OSError, ValueError):
         raise EndpointNotAllowed(f"malformed IP address {host!r}") from None
+
+
+def _is_ipv6(host: str) -> bool:
+    try:
+        ipaddress.IPv6Address(host)
+    except ValueError:
+        return False
+    return True
 
 
 class EndpointPolicy:
@@ -83,6 +112,8 @@ class EndpointPolicy:
         host = (parts.hostname or "").rstrip(".")
         if not host:
             raise EndpointNotAllowed("endpoint has no host")
+        if not (_HOSTNAME.fullmatch(host) or (":" in host and _is_ipv6(host))):
+            raise EndpointNotAllowed(f"endpoint host {host!r} is not a valid host name")
         self._check_host(host)
         default_port = {"https": 443, "http": 80}[parts.scheme]
         netloc = f"[{host}]" if ":" in host else host

@@ -118,7 +118,8 @@ class ClientAddress:
         peer = request.client.host if request.client else "unknown"
         if not self.trusted or not self._is_trusted(peer):
             return peer
-        forwarded = request.headers.get("x-forwarded-for", "")
+        # All header lines, in order: a proxy may add its own line after the client's.
+        forwarded = ",".join(request.headers.getlist("x-forwarded-for"))
         hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
         # Walk from the nearest hop outwards; the first untrusted one is the client.
         for hop in reversed(hops):

@@ -11,7 +11,8 @@ from typing import Any
 
 import orjson
 
-_URL_CREDENTIALS = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s'\"]+@")
+# Up to the last `@` of the authority, as URL parsers read it: a password may contain `@`.
+_URL_CREDENTIALS = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s'\"]+@")
 # Context fields a record may carry via `extra=`; everything else stays out of the line.
 FIELDS = ("notification_id", "user_id", "endpoint_origin", "duration_ms", "status", "reason")
 
@@ -40,7 +41,7 @@ class JsonFormatter(logging.Formatter):
         for field in FIELDS:
             value = getattr(record, field, None)
             if value is not None:
-                entry[field] = value
+                entry[field] = self.scrub(value) if isinstance(value, str) else value
         if record.exc_info:
             entry["error"] = self.scrub(self.formatException(record.exc_info))
         return orjson.dumps(entry, default=str).decode()

@@ -7,6 +7,7 @@ hot path pays one dict update per observation.
 from __future__ import annotations
 
 import bisect
+import math
 from collections import defaultdict
 
 Labels = tuple[tuple[str, str], ...]
@@ -18,15 +19,28 @@ def _labels(labels: dict[str, str]) -> Labels:
     return tuple(sorted(labels.items()))
 
 
+def _escape(text: str, quote: bool = True) -> str:
+    """Text-format escaping: backslash and newline always, double quote in label values."""
+    text = text.replace("\\", "\\\\").replace("\n", "\\n")
+    return text.replace('"', '\\"') if quote else text
+
+
+def _number(value: float) -> str:
+    """A sample value without loss: `:g` would print 1234567 as 1.23457e+06."""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    if value.is_integer() and abs(value) < 2**53:
+        return str(int(value))
+    return repr(float(value))
+
+
 def _format_labels(labels: Labels, extra: tuple[tuple[str, str], ...] = ()) -> str:
     items = labels + extra
     if not items:
         return ""
-    escaped = (
-        f'{k}="{v.replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"'
-        for k, v in items
-    )
-    return "{" + ",".join(escaped) + "}"
+    return "{" + ",".join(f'{k}="{_escape(str(v))}"' for k, v in items) + "}"
 
 
 class _Metric:
@@ -37,7 +51,10 @@ class _Metric:
         self.help = help_text
 
     def header(self) -> list[str]:
-        return [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} {self.kind}"]
+        return [
+            f"# HELP {self.name} {_escape(self.help, quote=False)}",
+            f"# TYPE {self.name} {self.kind}",
+        ]
 
     def render(self) -> list[str]:
         raise NotImplementedError
@@ -57,7 +74,7 @@ class Counter(_Metric):
         return self.values.get(_labels(labels), 0.0)
 
     def render(self) -> list[str]:
-        return [f"{self.name}{_format_labels(k)} {v:g}" for k, v in self.values.items()]
+        return [f"{self.name}{_format_labels(k)} {_number(v)}" for k, v in self.values.items()]
 
 
 class Gauge(Counter):
@@ -93,7 +110,7 @@ class Histogram(_Metric):
                 cumulative += count
                 le = "+Inf" if bound == float("inf") else f"{bound:g}"
                 lines.append(f"{self.name}_bucket{_format_labels(key, (('le', le),))} {cumulative}")
-            lines.append(f"{self.name}_sum{_format_labels(key)} {self.sums[key]:g}")
+            lines.append(f"{self.name}_sum{_format_labels(key)} {_number(self.sums[key])}")
             lines.append(f"{self.name}_count{_format_labels(key)} {cumulative}")
         return lines
 

@@ -25,8 +25,9 @@ from push_service.vapid import b64url_decode
 
 MAX_PLAINTEXT_BYTES = 3993  # 4096-byte record - 86-byte header - delimiter - 16-byte tag
 MAX_TTL_SECONDS = 28 * 24 * 3600
-ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/+=-]{0,127}$")
-_TOPIC = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+# \Z, not $: `$` also matches before a trailing newline ("id\n", a Topic header injection).
+ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/+=-]{0,127}\Z")
+_TOPIC = re.compile(r"^[A-Za-z0-9_-]{1,32}\Z")
 _TEXT_LIMITS = {"title": 256, "body": 2048, "tag": 128}
 _URL_FIELDS = ("icon", "badge")
 

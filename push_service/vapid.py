@@ -15,9 +15,10 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography.hazmat.primitives import serialization
+import orjson
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from py_vapid import Vapid02
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from push_service.config import Settings
 from push_service.errors import ConfigError
@@ -89,13 +90,16 @@ def _load_or_create_dev_key(path: Path) -> ec.EllipticCurvePrivateKey:
     if path.is_file():
         try:
             return parse_private_key(str(path.resolve()))
-        except ValueError as exc:
+        except (ValueError, TypeError, OSError) as exc:
             raise ConfigError(f"VAPID_KEY_FILE {path}: {exc}") from None
     key = generate_private_key()
     # O_EXCL + 0600: never clobber an existing key, never make it world-readable.
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(private_key_pem(key))
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(private_key_pem(key))
+    except OSError as exc:
+        raise ConfigError(f"VAPID_KEY_FILE {path}: cannot create the key file: {exc}") from None
     log.warning("generated a development VAPID key pair in %s (git-ignored)", path)
     return key
 
@@ -113,9 +117,18 @@ def load_private_key(settings: Settings) -> ec.EllipticCurvePrivateKey:
         raise ConfigError("VAPID_PUBLIC_KEY is set but VAPID_PRIVATE_KEY is not")
     else:
         key = _load_or_create_dev_key(Path(settings.vapid_key_file))
-    if settings.vapid_public_key and settings.vapid_public_key.rstrip("=") != public_key_b64(key):
+    if settings.vapid_public_key and _decoded(settings.vapid_public_key) != b64url_decode(
+        public_key_b64(key)
+    ):
         raise ConfigError("VAPID_PUBLIC_KEY does not match VAPID_PRIVATE_KEY")
     return key
+
+
+def _decoded(text: str) -> bytes | None:
+    try:
+        return b64url_decode(text)
+    except ValueError:
+        return None
 
 
 def normalise_subject(contact: str, production: bool) -> str:
@@ -151,7 +164,7 @@ class VapidSigner:
         subject: str,
         lifetime: int = JWT_LIFETIME_SECONDS,
     ) -> None:
-        self._vapid = Vapid02(private_key)
+        self._key = private_key
         self.public_key = public_key_b64(private_key)
         self.subject = subject
         self.lifetime = lifetime
@@ -165,12 +178,23 @@ class VapidSigner:
             self._cache[origin] = token
             if len(self._cache) > _MAX_CACHED_ORIGINS:
                 self._cache.popitem(last=False)
+        self._cache.move_to_end(origin)  # least recently used origins are evicted first
         return token.header
 
     def _sign(self, origin: str, now: float) -> _Token:
         exp = int(now) + self.lifetime
         # A fresh claims dict per origin: a shared one leaks a stale `aud` (PITFALLS).
-        signed = self._vapid.sign({"aud": origin, "exp": exp, "sub": self.subject})
-        jwt = signed["Authorization"].split("t=", 1)[1].split(",", 1)[0]
+        jwt = self._jwt({"aud": origin, "exp": exp, "sub": self.subject})
         renew_at = exp - min(JWT_RENEW_BEFORE_SECONDS, self.lifetime / 2)
         return _Token(f"vapid t={jwt}, k={self.public_key}", renew_at)
+
+    def _jwt(self, claims: dict[str, str | int]) -> str:
+        """An ES256 JWS (RFC 7515/7518): raw r||s, as RFC 8292 requires.
+
+        Signed here rather than by py_vapid, whose `aud` check refuses IPv6 origins.
+        """
+        header = b64url_encode(orjson.dumps({"typ": "JWT", "alg": "ES256"}))
+        signing_input = f"{header}.{b64url_encode(orjson.dumps(claims))}"
+        der = self._key.sign(signing_input.encode("ascii"), ec.ECDSA(hashes.SHA256()))
+        r, s = decode_dss_signature(der)
+        return f"{signing_input}.{b64url_encode(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"

@@ -203,8 +203,10 @@ def make_subscriptions(sink_url: str, count: int = DEFAULT_SUBSCRIPTIONS) -> lis
     base = sink_base(sink_url)
     subs = []
     for i in range(count):
-        pub = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
-            serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+        pub = (
+            ec.generate_private_key(ec.SECP256R1())
+            .public_key()
+            .public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
         )
         subs.append(
             {
@@ -233,6 +235,36 @@ def make_vapid(subject: str = SUBJECT) -> dict[str, str]:
         serialization.NoEncryption(),
     ).decode()
     return {"subject": subject, "private_key": b64u(priv), "public_key": b64u(pub), "pem": pem}
+
+
+# --------------------------------------------------------------------------- machine load
+
+
+def machine_busy_seconds() -> float:
+    """CPU-seconds all CPUs have spent busy since boot (/proc/stat; 0.0 elsewhere)."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()[1:]
+    except OSError:
+        return 0.0
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_for_quiet(
+    max_busy_cores: float = 0.15, timeout: float = 60.0, sample: float = 1.0
+) -> float:
+    """Wait (at most ``timeout`` s) until the machine is idle: less than
+    ``max_busy_cores`` cores busy over one ``sample``. Other processes on a
+    2-core machine (test runs, builds) skew every figure here. Returns the last
+    measured busy-core figure (check it against ``max_busy_cores``)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        b0, t0 = machine_busy_seconds(), time.monotonic()
+        time.sleep(sample)
+        busy = (machine_busy_seconds() - b0) / (time.monotonic() - t0)
+        if busy < max_busy_cores or time.monotonic() >= deadline:
+            return busy
 
 
 # --------------------------------------------------------------------------- running
@@ -274,6 +306,7 @@ def measure_baseline(
     payload_size: int = PAYLOAD_SIZE,
     python: str | None = None,
     use_uvloop: bool = True,
+    reuse_session: bool = True,
     timeout: float = CHILD_TIMEOUT,
 ) -> dict[str, Any]:
     """Run one baseline (``pywebpush`` | ``node`` | ``bare``) in a child process and
@@ -301,6 +334,7 @@ def measure_baseline(
         "cafile": cafile,
         "reset_url": f"{base}/reset",
         "uvloop": use_uvloop,
+        "reuse_session": reuse_session,
     }
     bench_sink.sink_reset(port, cafile, host=host)
     with tempfile.TemporaryDirectory(prefix="bench-baseline-") as tmp:
@@ -337,14 +371,23 @@ def measure_baseline(
             f"rejected={st['rejected_reasons']} for n={n}"
         )
     elapsed = float(result["elapsed_s"])
+    client_cpu = float(result.get("client_cpu_s", 0.0))
+    sink_cpu = float(st["cpu_s"])
+    other = max(0.0, float(result.get("machine_busy_s", 0.0)) - client_cpu - sink_cpu)
     result.update(
         baseline=name,
         status=status,
         sink_accepted=st["accepted"],
         sink_ids=st["ids"],
-        sink_cpu_s=st["cpu_s"],
-        sink_busy=st["cpu_s"] / elapsed if elapsed else 0.0,
+        sink_cpu_s=sink_cpu,
+        sink_busy=sink_cpu / elapsed if elapsed else 0.0,
         sink_connections=st["connections_opened"],
+        client_busy=client_cpu / elapsed if elapsed else 0.0,
+        client_cpu_us_per_msg=client_cpu / n * 1e6,
+        # msgs per client CPU-second: less sensitive to other load than ``rate``
+        cpu_rate=n / client_cpu if client_cpu else 0.0,
+        # cores used by everything else on the machine during the timed run
+        other_busy=other / elapsed if elapsed else 0.0,
         expected=EXPECTED[name],
     )
     return result
@@ -355,7 +398,9 @@ def _default_client_python() -> str:
     if py.exists():
         return str(py)
     try:
-        import pywebpush  # noqa: F401
+        import importlib
+
+        importlib.import_module("pywebpush")
     except ImportError as e:
         raise BaselineError("no bench venv: run ensure_bench_env() first") from e
     return sys.executable
@@ -366,18 +411,14 @@ def run_pywebpush(n: int, sink_url: str, cafile: str, **kw: Any) -> float:
     return float(measure_baseline("pywebpush", n, sink_url, cafile, **kw)["rate"])
 
 
-def run_node_webpush(
-    n: int, sink_url: str, cafile: str, concurrency: int = 64, **kw: Any
-) -> float:
+def run_node_webpush(n: int, sink_url: str, cafile: str, concurrency: int = 64, **kw: Any) -> float:
     """(b) msgs/s of Node web-push with ``concurrency`` sends in flight."""
     return float(
         measure_baseline("node", n, sink_url, cafile, concurrency=concurrency, **kw)["rate"]
     )
 
 
-def run_bare_ceiling(
-    n: int, sink_url: str, cafile: str, concurrency: int = 64, **kw: Any
-) -> float:
+def run_bare_ceiling(n: int, sink_url: str, cafile: str, concurrency: int = 64, **kw: Any) -> float:
     """(c) msgs/s of the bare http_ece + aiohttp loop with ``concurrency`` in flight."""
     return float(
         measure_baseline("bare", n, sink_url, cafile, concurrency=concurrency, **kw)["rate"]
@@ -392,9 +433,14 @@ RUNNERS = {"pywebpush": run_pywebpush, "node": run_node_webpush, "bare": run_bar
 
 
 def _client_pywebpush(cfg: dict[str, Any]) -> dict[str, Any]:
-    import requests
+    import importlib
+
     from py_vapid import Vapid
-    from pywebpush import WebPushException, webpush
+
+    # bench-only, untyped packages (absent from the project's venv): typed as Any
+    requests = importlib.import_module("requests")
+    pwp = importlib.import_module("pywebpush")
+    webpush, WebPushException = pwp.webpush, pwp.WebPushException
 
     subs = cfg["subscriptions"]
     session = requests.Session()
@@ -402,6 +448,7 @@ def _client_pywebpush(cfg: dict[str, Any]) -> dict[str, Any]:
     vapid = Vapid.from_raw(cfg["vapid"]["private_key"].encode())
     subject = cfg["vapid"]["subject"]
     size = cfg["payload_size"]
+    reuse = bool(cfg.get("reuse_session", True))
     status: dict[int | str, int] = {}
     errors: list[str] = []
 
@@ -416,9 +463,9 @@ def _client_pywebpush(cfg: dict[str, Any]) -> dict[str, Any]:
                     vapid_claims={"sub": subject},
                     ttl=cfg["ttl"],
                     timeout=30,
-                    requests_session=session,
+                    requests_session=session if reuse else None,
                 )
-                code: int | str = resp.status_code  # type: ignore[union-attr]
+                code: int | str = resp.status_code
             except WebPushException as e:
                 code = e.response.status_code if e.response is not None else "error"
                 if len(errors) < 5:
@@ -432,15 +479,17 @@ def _client_pywebpush(cfg: dict[str, Any]) -> dict[str, Any]:
     r = session.post(cfg["reset_url"])
     if r.status_code != 204:
         raise BaselineError(f"sink reset answered {r.status_code}")
-    t0 = time.perf_counter()
+    t0, c0, m0 = time.perf_counter(), time.process_time(), machine_busy_seconds()
     batch(cfg["n"], cfg["warmup"])
     elapsed = time.perf_counter() - t0
-    import pywebpush as pwp
+    cpu, busy = time.process_time() - c0, machine_busy_seconds() - m0
 
     return {
         "n": cfg["n"],
         "elapsed_s": elapsed,
         "rate": cfg["n"] / elapsed,
+        "client_cpu_s": cpu,
+        "machine_busy_s": busy,
         "status": status,
         "errors": errors,
         "pywebpush": getattr(pwp, "__version__", _dist_version("pywebpush")),
@@ -521,13 +570,16 @@ def _client_bare(cfg: dict[str, Any]) -> dict[str, Any]:
             async with session.post(cfg["reset_url"]) as r:
                 if r.status != 204:
                     raise BaselineError(f"sink reset answered {r.status}")
-            t0 = time.perf_counter()
+            t0, c0, m0 = time.perf_counter(), time.process_time(), machine_busy_seconds()
             await batch(session, cfg["n"], cfg["warmup"])
             elapsed = time.perf_counter() - t0
+            cpu, busy = time.process_time() - c0, machine_busy_seconds() - m0
         return {
             "n": cfg["n"],
             "elapsed_s": elapsed,
             "rate": cfg["n"] / elapsed,
+            "client_cpu_s": cpu,
+            "machine_busy_s": busy,
             "status": status,
             "errors": errors,
             "loop": type(asyncio.get_running_loop()).__module__.split(".")[0],
@@ -567,22 +619,29 @@ def _sink_from_args(args: argparse.Namespace) -> Iterator[tuple[str, str, int | 
             raise SystemExit("--sink-url needs --cafile")
         yield sink_base(args.sink_url), args.cafile, None
         return
-    with bench_sink.start_sink(cpu=args.sink_cpu) as sink:
+    py = bench_python() if Path(bench_python()).exists() else None  # has uvloop
+    with bench_sink.start_sink(cpu=args.sink_cpu, python=py) as sink:
         yield sink.base_url, sink.cafile, sink.port
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
     head = (
-        f"{'baseline':<62} {'n':>6} {'msgs/s':>8} {'expected':>8} {'ratio':>6} "
-        f"{'sink busy':>9} {'conns':>5}"
+        f"{'baseline':<62} {'n':>6} {'msgs/s':>7} {'expect':>6} {'ratio':>5} "
+        f"{'cpu us/msg':>10} {'msgs/cpu-s':>10} {'client':>6} {'sink':>5} {'other':>5}"
     )
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(
-            f"{TITLES[r['baseline']]:<62} {r['n']:>6} {r['rate']:>8.0f} "
-            f"{r['expected']:>8.0f} {r['rate'] / r['expected']:>6.2f} "
-            f"{r['sink_busy'] * 100:>8.0f}% {r['sink_connections']:>5}"
+            f"{TITLES[r['baseline']]:<62} {r['n']:>6} {r['rate']:>7.0f} "
+            f"{r['expected']:>6.0f} {r['rate'] / r['expected']:>5.2f} "
+            f"{r['client_cpu_us_per_msg']:>10.0f} {r['cpu_rate']:>10.0f} "
+            f"{r['client_busy'] * 100:>5.0f}% {r['sink_busy'] * 100:>4.0f}% "
+            f"{r['other_busy'] * 100:>4.0f}%"
         )
+    lines.append(
+        "client/sink/other: share of one core used by the client, the sink and everything "
+        "else during the timed run (other > ~15% means a noisy machine: rerun)."
+    )
     return "\n".join(lines)
 
 
@@ -613,6 +672,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sink-cpu", type=int, help="pin the sink started here to this CPU")
     p.add_argument("--sink-check", action="store_true", help="also measure the sink alone")
     p.add_argument("--no-ensure-env", action="store_true")
+    p.add_argument(
+        "--quiet-timeout",
+        type=float,
+        default=60,
+        help="before each run, wait up to this long for the machine to be idle (0: don't)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = p.parse_args(argv)
     names = [s.strip() for s in args.only.split(",") if s.strip()]
@@ -629,6 +694,13 @@ def main(argv: list[str] | None = None) -> int:
         for name in names:
             best: dict[str, Any] | None = None
             for _ in range(max(1, args.repeat)):
+                if args.quiet_timeout > 0:
+                    busy = wait_for_quiet(timeout=args.quiet_timeout)
+                    if busy >= 0.15:
+                        print(
+                            f"warning: machine busy ({busy:.2f} cores) before the {name} run",
+                            file=sys.stderr,
+                        )
                 r = measure_baseline(
                     name,
                     args.n,

@@ -99,7 +99,7 @@ def generate_certs(cert_dir: str | os.PathLike[str]) -> tuple[str, str, str]:
 
     d = Path(cert_dir)
     d.mkdir(parents=True, exist_ok=True)
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     not_before = now - datetime.timedelta(minutes=5)
     not_after = now + datetime.timedelta(days=2)
 
@@ -168,9 +168,7 @@ def generate_certs(cert_dir: str | os.PathLike[str]) -> tuple[str, str, str]:
             ),
             critical=False,
         )
-        .add_extension(
-            x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
-        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski),
             critical=False,
@@ -183,9 +181,7 @@ def generate_certs(cert_dir: str | os.PathLike[str]) -> tuple[str, str, str]:
     cafile.write_bytes(ca_cert.public_bytes(pem))
     certfile.write_bytes(cert.public_bytes(pem) + ca_cert.public_bytes(pem))
     keyfile.write_bytes(
-        key.private_bytes(
-            pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
+        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
     keyfile.chmod(0o600)
     return str(cafile), str(certfile), str(keyfile)
@@ -243,7 +239,9 @@ class SinkState:
         return out
 
 
-def _response(status: int, body: bytes, ctype: bytes = b"application/json", close: bool = False) -> bytes:
+def _response(
+    status: int, body: bytes, ctype: bytes = b"application/json", close: bool = False
+) -> bytes:
     reason = REASONS.get(status, "Status").encode()
     head = b"HTTP/1.1 %d %s\r\nContent-Length: %d\r\n" % (status, reason, len(body))
     if body:
@@ -297,13 +295,14 @@ class SinkProtocol(asyncio.Protocol):
             body_start = end + 4
             te = headers.get("transfer-encoding")
             if te is not None and te.lower() != "identity":
-                parsed = _parse_chunked(buf, body_start)
-                if parsed is None:
-                    break  # need more data
-                if parsed == -1:
+                try:
+                    parsed = _parse_chunked(buf, body_start)
+                except ValueError:
                     out.append(_response(400, b'{"error":"bad chunked body"}', close=True))
                     close = True
                     break
+                if parsed is None:
+                    break  # need more data
                 body, consumed = parsed
             else:
                 try:
@@ -383,18 +382,16 @@ def _invalid(headers: dict[str, str], body: bytes) -> str | None:
     return None
 
 
-def _parse_chunked(buf: bytearray, pos: int) -> tuple[bytes, int] | int | None:
-    """Decode a chunked body at buf[pos:]. None: incomplete; -1: malformed."""
+def _parse_chunked(buf: bytearray, pos: int) -> tuple[bytes, int] | None:
+    """Decode a chunked body at buf[pos:] -> (body, end offset); None: incomplete.
+    Raises ValueError when malformed."""
     parts: list[bytes] = []
     total = 0
     while True:
         eol = buf.find(b"\r\n", pos)
         if eol < 0:
             return None
-        try:
-            size = int(bytes(buf[pos:eol]).split(b";", 1)[0], 16)
-        except ValueError:
-            return -1
+        size = int(bytes(buf[pos:eol]).split(b";", 1)[0], 16)  # ValueError: malformed
         pos = eol + 2
         if size == 0:
             # trailers end with an empty line
@@ -407,7 +404,7 @@ def _parse_chunked(buf: bytearray, pos: int) -> tuple[bytes, int] | int | None:
             return b"".join(parts), end + 2
         total += size
         if total > MAX_BODY:
-            return -1
+            raise ValueError("chunked body too large")
         if len(buf) < pos + size + 2:
             return None
         parts.append(bytes(buf[pos : pos + size]))
@@ -445,9 +442,7 @@ async def serve(args: argparse.Namespace) -> None:
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     if args.exit_on_stdin_eof:
-        threading.Thread(
-            target=_watch_stdin, args=(loop, stop), daemon=True, name="stdin-eof"
-        ).start()
+        _watch_stdin(loop, stop)
     print(
         json.dumps(
             {
@@ -471,11 +466,33 @@ async def serve(args: argparse.Namespace) -> None:
 
 
 def _watch_stdin(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
-    with contextlib.suppress(Exception):
-        while sys.stdin.buffer.read(4096):
-            pass
-    with contextlib.suppress(RuntimeError):
-        loop.call_soon_threadsafe(stop.set)
+    """Stop when stdin (a pipe from the parent) reaches EOF: the parent is gone."""
+    fd = sys.stdin.fileno()
+
+    def readable() -> None:
+        try:
+            data = os.read(fd, 4096)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            loop.remove_reader(fd)
+            stop.set()
+
+    try:
+        os.set_blocking(fd, False)
+        loop.add_reader(fd, readable)
+    except (OSError, ValueError, NotImplementedError, PermissionError):
+        # not a pollable fd (e.g. a regular file): fall back to a blocking thread
+        def blocking() -> None:
+            with contextlib.suppress(OSError):
+                while os.read(fd, 4096):
+                    pass
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(stop.set)
+
+        threading.Thread(target=blocking, daemon=True, name="stdin-eof").start()
 
 
 def _run(coro: Any, use_uvloop: bool) -> Any:
@@ -726,9 +743,7 @@ def run_load(
     """Drive the sink from *this* process: n POSTs over ``connections`` keep-alive
     TLS connections (one request in flight per connection), after a 2,000-request
     warm-up. Returns {"n", "elapsed_s", "rate", "status": {code: count}}."""
-    result: dict[str, Any] = _run(
-        _load(host, port, cafile, n, connections, body_size), use_uvloop
-    )
+    result: dict[str, Any] = _run(_load(host, port, cafile, n, connections, body_size), use_uvloop)
     return result
 
 

@@ -46,11 +46,11 @@ def unique(prefix: str) -> str:
 
 
 async def wait_until(
-    condition: Callable[[], Awaitable[T | None] | T | None],
+    condition: Callable[[], Any],
     timeout: float = 20.0,
     interval: float = 0.05,
     message: str = "condition",
-) -> T:
+) -> Any:
     """Poll `condition` until it returns something truthy; fail after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     last: Any = None
@@ -59,7 +59,7 @@ async def wait_until(
         if asyncio.iscoroutine(result) or isinstance(result, Awaitable):
             result = await result
         if result:
-            return result  # type: ignore[return-value]
+            return result
         last = result
         await asyncio.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {message} (last: {last!r})")
@@ -169,8 +169,11 @@ class PushServer:
 async def push_server() -> AsyncIterator[PushServer]:
     port = free_port()
     proc = await asyncio.create_subprocess_exec(
-        "node", str(PUSH_SERVER_JS), str(port),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        "node",
+        str(PUSH_SERVER_JS),
+        str(port),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     base_url = f"http://localhost:{port}"
     try:
@@ -207,10 +210,14 @@ class StubServer:
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.read()
         self.request_times.append(time.monotonic())
-        self.requests.append({
-            "path": request.path, "headers": dict(request.headers), "body": body,
-            "json": orjson.loads(body) if body.startswith(b"{") else None,
-        })
+        self.requests.append(
+            {
+                "path": request.path,
+                "headers": dict(request.headers),
+                "body": body,
+                "json": orjson.loads(body) if body.startswith(b"{") else None,
+            }
+        )
         index = min(len(self.requests) - 1, len(self.answers) - 1)
         status, headers = self.answers[index]
         return web.Response(status=status, headers=headers, text="{}")
@@ -269,8 +276,11 @@ class Service:
 
     def start(self) -> None:
         log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(  # noqa: ASYNC220 - a plain child, waited on below
-            [sys.executable, "-m", "push_service"], env=self.env, stdout=log, stderr=log,
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "push_service"],
+            env=self.env,
+            stdout=log,
+            stderr=log,
             cwd=self.log_path.parent,
         )
 
@@ -311,26 +321,97 @@ class Service:
 
 def service_env(tmp_path: Path, vapid: VapidPair, **overrides: str) -> dict[str, str]:
     env = {
-        key: value for key, value in os.environ.items()
+        key: value
+        for key, value in os.environ.items()
         if not key.startswith(("RABBITMQ_", "REDIS_", "VAPID_", "PUSH_", "USER_SERVICE"))
     }
-    env.update({
-        "PORT": str(free_port()),
-        "HOST": "127.0.0.1",
-        "NODE_ENV": "development",
-        "LOG_LEVEL": "INFO",
-        "RABBITMQ_URL": RABBITMQ_URL,
-        "RABBITMQ_QUEUE_NAME": unique("test.push"),
-        "REDIS_URL": REDIS_URL,
-        "REDIS_KEY_PREFIX": unique("test") + ":",
-        "VAPID_PRIVATE_KEY": vapid.private,
-        "VAPID_PUBLIC_KEY": vapid.public,
-        "VAPID_EMAIL": "ops@example.com",
-        "PUSH_ALLOW_HTTP": "true",
-        "PUSH_ENDPOINT_ALLOWLIST": "localhost,127.0.0.1",
-        "PUSH_RETRY_MAX_SECONDS": "10",
-        "SHUTDOWN_GRACE_SECONDS": "10",
-        "PYTHONUNBUFFERED": "1",
-    })
+    env.update(
+        {
+            "PORT": str(free_port()),
+            "HOST": "127.0.0.1",
+            "NODE_ENV": "development",
+            "LOG_LEVEL": "INFO",
+            "RABBITMQ_URL": RABBITMQ_URL,
+            "RABBITMQ_QUEUE_NAME": unique("test.push"),
+            "REDIS_URL": REDIS_URL,
+            "REDIS_KEY_PREFIX": unique("test") + ":",
+            "VAPID_PRIVATE_KEY": vapid.private,
+            "VAPID_PUBLIC_KEY": vapid.public,
+            "VAPID_EMAIL": "ops@example.com",
+            "PUSH_ALLOW_HTTP": "true",
+            "PUSH_ENDPOINT_ALLOWLIST": "localhost,127.0.0.1",
+            "PUSH_RETRY_MAX_SECONDS": "10",
+            "SHUTDOWN_GRACE_SECONDS": "10",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     env.update(overrides)
     return env
+
+
+# --- a fast local push sink, one endpoint per notification -------------------------------
+
+
+def device_keys() -> dict[str, str]:
+    """Keys of a made-up browser: a P-256 point and a 16-byte auth secret."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    point = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+    )
+    return {"p256dh": b64url(point), "auth": b64url(os.urandom(16))}
+
+
+def b64url(data: bytes) -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+@dataclass
+class PushSink:
+    """Accepts pushes at /push/{name} with 201 (after `delay` seconds) and counts them."""
+
+    base_url: str = ""
+    delay: float = 0.0
+    hits: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return sum(self.hits.values())
+
+    def endpoint(self, name: str) -> str:
+        return f"{self.base_url}/push/{name}"
+
+    async def handle(self, request: web.Request) -> web.Response:
+        await request.read()
+        if self.delay:
+            await asyncio.sleep(self.delay)  # the push service being slow, not a sync
+        name = request.match_info["name"]
+        self.hits[name] = self.hits.get(name, 0) + 1
+        return web.Response(status=201)
+
+
+@contextlib.asynccontextmanager
+async def push_sink(delay: float = 0.0) -> AsyncIterator[PushSink]:
+    sink = PushSink(delay=delay)
+    app = web.Application()
+    app.router.add_post("/push/{name}", sink.handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    sink.base_url = f"http://127.0.0.1:{port}"
+    try:
+        yield sink
+    finally:
+        await runner.cleanup()
+
+
+def rabbitmqctl(*args: str) -> str:
+    result = subprocess.run(
+        ["rabbitmqctl", *args], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, f"rabbitmqctl {args}: {result.stderr}"
+    return result.stdout

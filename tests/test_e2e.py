@@ -52,10 +52,14 @@ async def test_queue_message_is_delivered_decrypted_and_recorded_sent(
     assert record["devices"][0]["http_status"] == 201
     assert record["devices"][0]["attempts"] == 1
     received = await pushserver.messages(client_hash)
-    assert received == [{
-        "notification_id": notification_id, "title": "Hello", "body": "World",
-        "action_url": "https://example.com/path",
-    }]
+    assert received == [
+        {
+            "notification_id": notification_id,
+            "title": "Hello",
+            "body": "World",
+            "action_url": "https://example.com/path",
+        }
+    ]
     await service.stop()  # an unacked message would return to the queue now
     assert await rabbit.count(service.queue) == 0
 
@@ -81,8 +85,10 @@ async def test_expired_subscription_fails_and_user_service_is_told(
         request = users.requests[0]
         assert request["path"] == "/api/v1/push-subscriptions/deactivate"
         assert request["json"] == {
-            "user_id": "user-1", "endpoint": subscription["endpoint"],
-            "reason": "subscription_gone", "status_code": 410,
+            "user_id": "user-1",
+            "endpoint": subscription["endpoint"],
+            "reason": "subscription_gone",
+            "status_code": 410,
         }
 
 
@@ -111,4 +117,4 @@ async def test_bad_messages_do_not_stall_the_consumer(
     dead = await rabbit.get(f"{service.queue}.dlq")
     assert dead is not None
     assert dead.body == b"{not json"
-    assert dead.header.properties.headers["x-death-reason"].startswith("invalid_json")
+    assert str(dead.header.properties.headers["x-death-reason"]).startswith("invalid_json")

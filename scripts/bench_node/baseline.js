@@ -17,6 +17,7 @@
 'use strict';
 
 const fs = require('fs');
+const os = require('os');
 const https = require('https');
 const webpush = require('web-push');
 
@@ -59,6 +60,17 @@ async function runBatch(count, offset, cfg, agent, tally) {
   await Promise.all(workers);
 }
 
+function machineBusySeconds() {
+  // Same as bench_baselines.machine_busy_seconds(): busy CPU-seconds of all CPUs.
+  try {
+    const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1, 9);
+    const [user, nice, system, , , irq, softirq, steal] = f.map(Number);
+    return (user + nice + system + irq + softirq + steal) / 100; // USER_HZ
+  } catch (e) {
+    return os.cpus().reduce((a, c) => a + (c.times.user + c.times.nice + c.times.sys + c.times.irq) / 1000, 0);
+  }
+}
+
 function post(url, agent) {
   return new Promise((resolve, reject) => {
     const req = https.request(url, { method: 'POST', agent, headers: { 'Content-Length': 0 } },
@@ -92,15 +104,21 @@ async function main() {
   }
 
   const tally = { status: {}, errors: [] };
+  const m0 = machineBusySeconds();
+  const c0 = process.cpuUsage();
   const t0 = process.hrtime.bigint();
   await runBatch(cfg.n, cfg.warmup || 0, cfg, agent, tally);
   const elapsed = Number(process.hrtime.bigint() - t0) / 1e9;
+  const c1 = process.cpuUsage(c0);
+  const busy = machineBusySeconds() - m0;
   agent.destroy();
   const ok = (tally.status[201] || 0) === cfg.n;
   console.log(JSON.stringify({
     n: cfg.n,
     elapsed_s: elapsed,
     rate: cfg.n / elapsed,
+    client_cpu_s: (c1.user + c1.system) / 1e6,
+    machine_busy_s: busy,
     status: tally.status,
     errors: tally.errors,
     node: process.version,
