@@ -175,7 +175,13 @@ class Api:
             {
                 "notification_id": notification_id,
                 "user_id": user_id,
-                "devices": [{"endpoint": sub["endpoint"], "keys": sub["keys"]}],
+                # Only the validated fields: nothing else from the body reaches the queue.
+                "devices": [
+                    {
+                        "endpoint": sub["endpoint"],
+                        "keys": {"p256dh": sub["keys"]["p256dh"], "auth": sub["keys"]["auth"]},
+                    }
+                ],
                 "title": self.s.welcome["title"],
                 "body": self.s.welcome["body"],
                 "action_url": action_url,

@@ -122,10 +122,11 @@ class Consumer:
             log.debug("channel of delivery %s is gone; leaving it to redelivery", tag)
             return
         try:
+            # No need to wait for the socket: if the frame is lost, the broker redelivers.
             if settle is Settle.ACK:
-                await channel.basic_ack(tag)
+                await channel.basic_ack(tag, wait=False)
             else:
-                await channel.basic_nack(tag, requeue=True)
+                await channel.basic_nack(tag, requeue=True, wait=False)
         except AMQP_ERRORS as exc:
             log.info("could not %s delivery %s: %s", settle.value, tag, type(exc).__name__)
 

@@ -101,19 +101,21 @@ class Delivery:
                     )
                 )
         pending = [d for d in n.devices if d.key not in done]
-        if pending:
-            await self._fan_out(n, pending, writer)
+        options = PushOptions(
+            ttl=self.default_ttl if n.ttl is None else n.ttl, urgency=n.urgency, topic=n.topic
+        )
+        if len(pending) == 1:
+            await writer.write(await self.push(n, pending[0], options))
+        elif pending:
+            await self._fan_out(n, pending, options, writer)
         if writer.status is None:
             # A redelivery of finished work: nothing new to write, just read the status back.
             writer.status = await self.stored(lambda: self.store.record(n.notification_id, []))
         return writer.status
 
     async def _fan_out(
-        self, n: Notification, devices: list[Device], writer: _OutcomeWriter
+        self, n: Notification, devices: list[Device], options: PushOptions, writer: _OutcomeWriter
     ) -> None:
-        options = PushOptions(
-            ttl=self.default_ttl if n.ttl is None else n.ttl, urgency=n.urgency, topic=n.topic
-        )
         # Bound the tasks alive at once, so a 10,000-device message holds little memory.
         slots = asyncio.Semaphore(self.concurrency)
         async with asyncio.TaskGroup() as group:

@@ -39,10 +39,11 @@ class Device:
     host: str
     p256dh: ec.EllipticCurvePublicKey
     auth: bytes
+    key: str = ""  # the device id in Redis; derived from the endpoint once, at parse time
 
-    @property
-    def key(self) -> str:
-        return device_key(self.endpoint)
+    def __post_init__(self) -> None:
+        if not self.key:
+            object.__setattr__(self, "key", device_key(self.endpoint))
 
 
 @dataclass(frozen=True, slots=True)

@@ -58,7 +58,31 @@ async def call_with_retries(
     The last retryable exception is re-raised when the bounds run out. A
     Retry-After longer than the time left gives up at once rather than retry early.
     """
-    deadline = time.monotonic() + policy.max_seconds
+    started = time.monotonic()
+    try:
+        # The common case, success at once, pays nothing for the retry machinery.
+        return await operation()
+    except retry_on as exc:
+        first_error = exc
+    replayed = False
+
+    async def attempt() -> T:
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            raise first_error  # lets backoff count the try already made and wait after it
+        return await operation()
+
+    return await _with_backoff(attempt, policy, retry_on, started)
+
+
+async def _with_backoff(
+    attempt: Callable[[], Awaitable[T]],
+    policy: RetryPolicy,
+    retry_on: type[Exception] | tuple[type[Exception], ...],
+    started: float,
+) -> T:
+    deadline = started + policy.max_seconds
 
     def _give_up(exc: Exception) -> bool:
         retry_after = getattr(exc, "retry_after", None)
@@ -71,10 +95,10 @@ async def call_with_retries(
         _full_jitter_waits,
         retry_on,
         max_tries=policy.max_tries,
-        max_time=policy.max_seconds,
+        max_time=max(0.0, deadline - time.monotonic()),
         jitter=None,
         giveup=_give_up,
         logger=None,
         policy=policy,
-    )(operation)
+    )(attempt)
     return await retried()

@@ -138,8 +138,11 @@ class WebPushSender:
         return headers
 
     async def send(self, device: Device, payload: bytes, options: PushOptions) -> int:
-        """Push once; returns the 2xx status or raises a PushError subclass."""
-        self.policy.check(device.endpoint)
+        """Push once; returns the 2xx status or raises a PushError subclass.
+
+        `device` passed the endpoint policy when it was parsed; the session's
+        resolver checks the address again when it connects.
+        """
         body = encrypt(payload, device.p256dh, device.auth)
         try:
             async with self.session.post(
