@@ -17,12 +17,12 @@ from starlette.middleware.cors import CORSMiddleware
 
 from push_service.api import Api, ApiServices, http_error, server_error
 from push_service.broker import Publisher
-from push_service.config import Settings
+from push_service.config import Settings, redact_url
 from push_service.consumer import Consumer, ConsumerLimits
 from push_service.delivery import Delivery
 from push_service.endpoints import EndpointPolicy
 from push_service.limits import BodyLimitMiddleware, ClientAddress, RateLimiter
-from push_service.metrics import Metrics
+from push_service.metrics import LoopLagMonitor, Metrics
 from push_service.retry import RetryPolicy
 from push_service.status import RedisUnavailable, StatusStore, connect
 from push_service.supervisor import BrokerSupervisor
@@ -50,6 +50,8 @@ class Runtime:
         self.consumer: Consumer | None = None
         self.supervisor: BrokerSupervisor | None = None
         self.publisher: Publisher | None = None
+        self.loop_monitor = LoopLagMonitor(self.metrics)
+        self._redis_error: str | None = None
 
     async def start(self) -> None:
         s = self.settings
@@ -96,7 +98,9 @@ class Runtime:
         self.publisher = Publisher(
             self.supervisor, s.rabbitmq_queue_name, s.publish_timeout_seconds
         )
+        await self.loop_monitor.start()
         await self.supervisor.start()
+        await self._redis_ok()  # a wrong REDIS_URL or password is logged at start-up
 
     async def stop(self) -> None:
         """Consumer first (drain within the grace period), then HTTP sessions, then Redis."""
@@ -106,6 +110,7 @@ class Runtime:
             if session is not None:
                 await session.close()
         await self.redis.aclose()
+        await self.loop_monitor.stop()
 
     async def readiness(self) -> dict[str, Any]:
         supervisor = self.supervisor
@@ -119,9 +124,21 @@ class Runtime:
     async def _redis_ok(self) -> bool:
         try:
             async with asyncio.timeout(1.0):
-                return await self.store.ping()
-        except (TimeoutError, *RedisUnavailable):
+                ok = await self.store.ping()
+        except (TimeoutError, *RedisUnavailable) as exc:
+            self._note_redis(f"{type(exc).__name__}: {exc}")
             return False
+        self._note_redis(None)
+        return ok
+
+    def _note_redis(self, error: str | None) -> None:
+        """Log Redis becoming unavailable (or available again) once per change."""
+        shown = redact_url(self.settings.redis_url)
+        if error is not None and self._redis_error is None:
+            log.warning("Redis at %s is unavailable: %s", shown, error)
+        elif error is None and self._redis_error is not None:
+            log.info("Redis at %s is available again", shown)
+        self._redis_error = error
 
     async def publish(self, body: bytes, message_id: str) -> None:
         assert self.publisher is not None, "publish() before start()"
@@ -157,7 +174,8 @@ def create_app(settings: Settings, private_key: ec.EllipticCurvePrivateKey) -> S
         finally:
             await runtime.stop()
 
-    middleware = [Middleware(BodyLimitMiddleware, limit=settings.max_request_bytes)]
+    # CORS outermost, so that even a 413 from the body limit reaches the browser readable.
+    middleware = []
     if settings.cors_allow_origins:
         middleware.append(
             Middleware(
@@ -168,6 +186,7 @@ def create_app(settings: Settings, private_key: ec.EllipticCurvePrivateKey) -> S
                 max_age=600,
             )
         )
+    middleware.append(Middleware(BodyLimitMiddleware, limit=settings.max_request_bytes))
     app = Starlette(
         routes=Api(services).routes(),
         middleware=middleware,

@@ -30,6 +30,8 @@ DEFAULT_ALLOWLIST = (
 )
 URGENCIES = ("very-low", "low", "normal", "high")
 _INLINE_COMMENT = re.compile(r"\s+#")
+_QUOTED_WITH_COMMENT = re.compile(r"^(['\"])(.*?)\1\s+#.*$", re.DOTALL)
+_QUOTED = re.compile(r"^(['\"])(.*)\1$", re.DOTALL)
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 _SECRET_FIELDS = {"vapid_private_key"}
@@ -70,8 +72,9 @@ def read_env_file(path: Path) -> dict[str, str]:
         if not sep or not key.strip().isidentifier():
             raise ConfigError(f"{path}:{number}: expected KEY=VALUE")
         value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
+        quoted = _QUOTED_WITH_COMMENT.match(value) or _QUOTED.match(value)
+        if quoted:  # a quoted value may be followed by a comment: VAR="x"  # note
+            value = quoted.group(2)
         else:
             # Unquoted values may carry a trailing comment, as in .env.example.
             value = "" if value.startswith("#") else _INLINE_COMMENT.split(value, maxsplit=1)[0]

@@ -145,18 +145,21 @@ class Consumer:
             notification = parse_notification(body, self.policy, self.limits.max_devices)
         except ValidationError as exc:
             return await self._dead_letter(message, exc.code, exc.detail)
+        started = time.perf_counter()
         status = await self._deliver_once(notification)
         self.metrics.messages.inc(result=status)
         self._observe_latency(message)
-        log.debug(
-            "notification %s: %s",
-            notification.notification_id,
-            status,
-            extra={
-                "notification_id": notification.notification_id,
-                "user_id": notification.user_id,
-            },
-        )
+        if log.isEnabledFor(logging.INFO):
+            log.info(
+                "notification %s",
+                status,
+                extra={
+                    "notification_id": notification.notification_id,
+                    "user_id": notification.user_id,
+                    "status": status,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                },
+            )
         return Settle.ACK
 
     async def _deliver_once(self, notification: Notification) -> str:
@@ -214,7 +217,9 @@ class Consumer:
         self.metrics.dead_lettered.inc(reason=code)
         self.metrics.messages.inc(result="dead_lettered")
         log.warning(
-            "dead-lettered a message: %s", reason, extra={"notification_id": notification_id}
+            "dead-lettered a message: %s",
+            reason,
+            extra={"notification_id": notification_id, "reason": code},
         )
         return Settle.ACK
 

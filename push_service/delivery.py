@@ -159,6 +159,18 @@ class Delivery:
             if attempts > 1:
                 self.metrics.retries.inc(attempts - 1)
         self.metrics.pushes.inc(outcome="sent", host=device.host)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "pushed to %s: HTTP %s after %d attempt(s)",
+                device.origin,
+                status,
+                attempts,
+                extra={
+                    "notification_id": n.notification_id,
+                    "user_id": n.user_id,
+                    "endpoint_origin": device.origin,
+                },
+            )
         return DeviceOutcome(device.key, device.endpoint, "sent", status, None, attempts)
 
     async def _failed(

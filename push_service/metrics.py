@@ -6,8 +6,11 @@ hot path pays one dict update per observation.
 
 from __future__ import annotations
 
+import asyncio
 import bisect
+import contextlib
 import math
+import time
 from collections import defaultdict
 
 Labels = tuple[tuple[str, str], ...]
@@ -27,6 +30,8 @@ def _escape(text: str, quote: bool = True) -> str:
 
 def _number(value: float) -> str:
     """A sample value without loss: `:g` would print 1234567 as 1.23457e+06."""
+    if isinstance(value, int):  # bool included: True renders as 1
+        return str(int(value))
     if math.isnan(value):
         return "NaN"
     if math.isinf(value):
@@ -132,6 +137,12 @@ class Metrics:
         self.e2e_latency = Histogram(
             "push_end_to_end_seconds", "Publish to outcome recorded (needs message timestamp)"
         )
+        self.loop_lag = Histogram(
+            "push_event_loop_lag_seconds", "How late the event loop ran a 20 ms timer"
+        )
+        self.loop_lag_max = Gauge(
+            "push_event_loop_lag_max_seconds", "Longest event loop stall seen since start"
+        )
 
     def all(self) -> list[_Metric]:
         return [m for m in vars(self).values() if isinstance(m, _Metric)]
@@ -141,3 +152,32 @@ class Metrics:
         for metric in self.all():
             lines += metric.header() + metric.render()
         return "\n".join(lines) + "\n"
+
+
+class LoopLagMonitor:
+    """Measures event-loop stalls: CPU work between awaits delays heartbeats and pushes."""
+
+    def __init__(self, metrics: Metrics, interval: float = 0.02) -> None:
+        self.metrics = metrics
+        self.interval = interval
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="loop-lag-monitor")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        worst = 0.0
+        while True:
+            started = time.perf_counter()
+            await asyncio.sleep(self.interval)
+            lag = max(0.0, time.perf_counter() - started - self.interval)
+            self.metrics.loop_lag.observe(lag)
+            if lag > worst:
+                worst = lag
+                self.metrics.loop_lag_max.set(worst)

@@ -15,13 +15,12 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
-import orjson
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from py_vapid import Vapid02, VapidException
 
 from push_service.config import Settings
-from push_service.errors import ConfigError
+from push_service.errors import ConfigError, PermanentPushError
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +163,7 @@ class VapidSigner:
         subject: str,
         lifetime: int = JWT_LIFETIME_SECONDS,
     ) -> None:
-        self._key = private_key
+        self._vapid = Vapid02(private_key)
         self.public_key = public_key_b64(private_key)
         self.subject = subject
         self.lifetime = lifetime
@@ -184,17 +183,12 @@ class VapidSigner:
     def _sign(self, origin: str, now: float) -> _Token:
         exp = int(now) + self.lifetime
         # A fresh claims dict per origin: a shared one leaks a stale `aud` (PITFALLS).
-        jwt = self._jwt({"aud": origin, "exp": exp, "sub": self.subject})
+        claims = {"aud": origin, "exp": exp, "sub": self.subject}
+        try:
+            signed = self._vapid.sign(claims)["Authorization"]
+        except VapidException as exc:
+            # py-vapid refuses some origins (e.g. IPv6 literals): fail that push, not the loop.
+            raise PermanentPushError(f"cannot sign VAPID for {origin}: {exc}") from None
+        jwt = signed.split("t=", 1)[1].split(",", 1)[0]
         renew_at = exp - min(JWT_RENEW_BEFORE_SECONDS, self.lifetime / 2)
         return _Token(f"vapid t={jwt}, k={self.public_key}", renew_at)
-
-    def _jwt(self, claims: dict[str, str | int]) -> str:
-        """An ES256 JWS (RFC 7515/7518): raw r||s, as RFC 8292 requires.
-
-        Signed here rather than by py_vapid, whose `aud` check refuses IPv6 origins.
-        """
-        header = b64url_encode(orjson.dumps({"typ": "JWT", "alg": "ES256"}))
-        signing_input = f"{header}.{b64url_encode(orjson.dumps(claims))}"
-        der = self._key.sign(signing_input.encode("ascii"), ec.ECDSA(hashes.SHA256()))
-        r, s = decode_dss_signature(der)
-        return f"{signing_input}.{b64url_encode(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"

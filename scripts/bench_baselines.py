@@ -428,6 +428,44 @@ def run_bare_ceiling(n: int, sink_url: str, cafile: str, concurrency: int = 64, 
 RUNNERS = {"pywebpush": run_pywebpush, "node": run_node_webpush, "bare": run_bare_ceiling}
 
 
+def measure_best(
+    name: str,
+    n: int,
+    sink_url: str,
+    cafile: str,
+    *,
+    repeat: int = 3,
+    max_other: float = 0.15,
+    max_tries: int | None = None,
+    quiet_timeout: float = 60.0,
+    **kw: Any,
+) -> dict[str, Any]:
+    """``repeat`` clean runs of one baseline; returns the fastest. Before each run
+    it waits (up to ``quiet_timeout`` s) for an idle machine; a run during which
+    other processes used more than ``max_other`` of a core is discarded and tried
+    again (at most ``max_tries`` runs in all, default 3 x repeat). If no run was
+    clean, the fastest noisy one is returned with ``noisy=True``. Adds ``runs``
+    (every rate measured) to the result."""
+    tries = max_tries or 3 * repeat
+    clean: list[dict[str, Any]] = []
+    noisy: list[dict[str, Any]] = []
+    for _ in range(tries):
+        if quiet_timeout > 0:
+            wait_for_quiet(max_busy_cores=max_other, timeout=quiet_timeout)
+        r = measure_baseline(name, n, sink_url, cafile, **kw)
+        (clean if r["other_busy"] <= max_other else noisy).append(r)
+        if len(clean) >= repeat:
+            break
+    pool = clean or noisy
+    best = dict(max(pool, key=lambda r: float(r["rate"])))
+    best["noisy"] = not clean
+    best["runs"] = [
+        {"rate": round(r["rate"], 1), "other_busy": round(r["other_busy"], 3)}
+        for r in clean + noisy
+    ]
+    return best
+
+
 # --------------------------------------------------------------------------- clients
 # These run in the child process (bench venv).
 
@@ -504,14 +542,19 @@ def _client_bare(cfg: dict[str, Any]) -> dict[str, Any]:
     import aiohttp
     import http_ece
     from cryptography.hazmat.primitives.asymmetric import ec
+    from multidict import CIMultiDict
     from py_vapid import Vapid
+    from yarl import URL
 
+    # The ceiling does only the per-message work: everything that can be prepared
+    # once is (parsed endpoint URLs, decoded keys, the headers, the plaintexts).
     subs = cfg["subscriptions"]
     targets = [
-        (s["endpoint"], b64u_decode(s["keys"]["p256dh"]), b64u_decode(s["keys"]["auth"]))
+        (URL(s["endpoint"]), b64u_decode(s["keys"]["p256dh"]), b64u_decode(s["keys"]["auth"]))
         for s in subs
     ]
     size = cfg["payload_size"]
+    plaintexts = [make_payload(i, size) for i in range(cfg["warmup"] + cfg["n"])]
     concurrency = cfg["concurrency"]
     origin = sink_base(subs[0]["endpoint"])
     vapid = Vapid.from_raw(cfg["vapid"]["private_key"].encode())
@@ -519,12 +562,14 @@ def _client_bare(cfg: dict[str, Any]) -> dict[str, Any]:
     auth = vapid.sign(
         {"sub": cfg["vapid"]["subject"], "aud": origin, "exp": int(time.time()) + 12 * 3600}
     )
-    headers = {
-        "TTL": str(cfg["ttl"]),
-        "Content-Encoding": "aes128gcm",
-        "Content-Type": "application/octet-stream",
-        **auth,
-    }
+    headers = CIMultiDict(
+        {
+            "TTL": str(cfg["ttl"]),
+            "Content-Encoding": "aes128gcm",
+            "Content-Type": "application/octet-stream",
+            **auth,
+        }
+    )
     status: dict[int | str, int] = {}
     errors: list[str] = []
     curve = ec.SECP256R1()
@@ -539,7 +584,7 @@ def _client_bare(cfg: dict[str, Any]) -> dict[str, Any]:
                 nxt += 1
                 endpoint, p256dh, secret = targets[i % len(targets)]
                 body = http_ece.encrypt(
-                    make_payload(i, size),
+                    plaintexts[i],
                     private_key=ec.generate_private_key(curve),  # fresh ephemeral key
                     dh=p256dh,
                     auth_secret=secret,
@@ -562,7 +607,9 @@ def _client_bare(cfg: dict[str, Any]) -> dict[str, Any]:
         ctx = ssl.create_default_context(cafile=cfg["cafile"])
         connector = aiohttp.TCPConnector(ssl=ctx, limit=concurrency, limit_per_host=0)
         timeout = aiohttp.ClientTimeout(total=30)
-        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        async with aiohttp.ClientSession(
+            connector=connector, timeout=timeout, cookie_jar=aiohttp.DummyCookieJar()
+        ) as session:
             await batch(session, cfg["warmup"], 0)
             if status.get(201, 0) != cfg["warmup"]:
                 return {"phase": "warmup", "status": dict(status), "errors": errors}
@@ -636,11 +683,11 @@ def _table(rows: list[dict[str, Any]]) -> str:
             f"{r['expected']:>6.0f} {r['rate'] / r['expected']:>5.2f} "
             f"{r['client_cpu_us_per_msg']:>10.0f} {r['cpu_rate']:>10.0f} "
             f"{r['client_busy'] * 100:>5.0f}% {r['sink_busy'] * 100:>4.0f}% "
-            f"{r['other_busy'] * 100:>4.0f}%"
+            f"{r['other_busy'] * 100:>4.0f}%" + ("  NOISY" if r.get("noisy") else "")
         )
     lines.append(
         "client/sink/other: share of one core used by the client, the sink and everything "
-        "else during the timed run (other > ~15% means a noisy machine: rerun)."
+        "else during the timed run; NOISY: no run had other <= --max-other (rerun when idle)."
     )
     return "\n".join(lines)
 
@@ -665,7 +712,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, help="warm-up messages (default 200 / 500)")
     p.add_argument("--only", default="pywebpush,node,bare", help="comma-separated subset")
     p.add_argument("--concurrency", type=int, default=64)
-    p.add_argument("--repeat", type=int, default=1, help="runs per baseline; best is kept")
+    p.add_argument("--repeat", type=int, default=1, help="clean runs per baseline; best is kept")
+    p.add_argument(
+        "--max-other",
+        type=float,
+        default=0.15,
+        help="discard (and retry) a run while other processes used more than this many cores",
+    )
     p.add_argument("--no-uvloop", action="store_true", help="bare ceiling on plain asyncio")
     p.add_argument("--sink-url", help="use a running sink (https://127.0.0.1:PORT)")
     p.add_argument("--cafile", help="the running sink's CA file")
@@ -676,7 +729,7 @@ def main(argv: list[str] | None = None) -> int:
         "--quiet-timeout",
         type=float,
         default=60,
-        help="before each run, wait up to this long for the machine to be idle (0: don't)",
+        help="before each run, wait up to this long for the machine to be idle (0: don't wait)",
     )
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = p.parse_args(argv)
@@ -692,28 +745,20 @@ def main(argv: list[str] | None = None) -> int:
             assert sp is not None
             sink_check = bench_sink.measure_sink_capacity(sp, cafile, n=30000)
         for name in names:
-            best: dict[str, Any] | None = None
-            for _ in range(max(1, args.repeat)):
-                if args.quiet_timeout > 0:
-                    busy = wait_for_quiet(timeout=args.quiet_timeout)
-                    if busy >= 0.15:
-                        print(
-                            f"warning: machine busy ({busy:.2f} cores) before the {name} run",
-                            file=sys.stderr,
-                        )
-                r = measure_baseline(
+            rows.append(
+                measure_best(
                     name,
                     args.n,
                     url,
                     cafile,
+                    repeat=args.repeat,
+                    max_other=args.max_other,
+                    quiet_timeout=args.quiet_timeout,
                     concurrency=args.concurrency,
                     warmup=args.warmup,
                     use_uvloop=not args.no_uvloop,
                 )
-                if best is None or r["rate"] > best["rate"]:
-                    best = r
-            assert best is not None
-            rows.append(best)
+            )
     if args.json:
         print(json.dumps({"baselines": rows, "sink_check": sink_check}))
     else:

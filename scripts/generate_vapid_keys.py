@@ -41,7 +41,8 @@ def write_pem(path: Path, key: ec.EllipticCurvePrivateKey, force: bool) -> None:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n", 1)[0] if __doc__ else None,
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Keep the private key secret; put it in .env or a secret store, not in git.",
     )
     p.add_argument("--pem", type=Path, metavar="FILE", help="also write the private key as PEM")

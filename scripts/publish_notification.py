@@ -283,7 +283,8 @@ def non_negative(text: str) -> int:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n", 1)[0] if __doc__ else None,
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Settings: RABBITMQ_URL, RABBITMQ_QUEUE_NAME, PUSH_ENDPOINT_ALLOWLIST, "
         "PUSH_ALLOW_HTTP (environment, then .env).",
     )

@@ -10,8 +10,9 @@ RABBITMQ_QUEUE_NAME, the environment then an optional .env file); --url and
 
 Peeking takes messages with basic.get without acknowledging them and then closes
 the channel, which returns them to the queue in their original order. They come
-back marked `redelivered`; the service counts such deliveries towards
-MAX_DELIVERY_ATTEMPTS, so do not peek the same messages in a tight loop.
+back marked `redelivered`, so the service counts one extra delivery towards
+MAX_DELIVERY_ATTEMPTS; on a quorum queue every peek raises x-delivery-count
+(the broker's delivery limit), so do not peek a quorum queue in a loop.
 
 Exit codes: 0 ok, 1 broker unreachable or a queue missing, 2 bad usage or configuration.
 """
@@ -237,7 +238,8 @@ def positive(text: str) -> int:
 
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
-        description=__doc__.split("\n\n", 1)[0] if __doc__ else None,
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Settings: RABBITMQ_URL and RABBITMQ_QUEUE_NAME (environment, then .env).",
     )
     common = argparse.ArgumentParser(add_help=False)

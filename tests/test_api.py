@@ -235,7 +235,12 @@ async def test_subscribe_queues_a_welcome_notification_that_is_delivered(
     service = await service_factory(WELCOME_TITLE=WELCOME_TITLE)
     subscription, client_hash = await pushserver.subscribe(vapid.public)
 
-    answer = await subscribe(http, service, {**subscription, "user_id": "user-42"})
+    answer = await subscribe(
+        http,
+        service,
+        {**subscription, "user_id": "user-42"},
+        **{"Content-Type": "application/json; charset=utf-8"},
+    )
 
     assert answer.status == 202, answer.text
     body = answer.json
@@ -272,6 +277,13 @@ def _bad_subscriptions(good: dict[str, Any]) -> list[tuple[str, Any, str]]:
     off_curve = b"\x04" + bytes(range(1, 65))  # x, y not on P-256
     endpoint = good["endpoint"]
     host_port = URL(endpoint).raw_authority
+
+    def keyed(**changes: Any) -> dict[str, Any]:
+        return {**good, "keys": {**keys, **changes}}
+
+    def at(url: str) -> tuple[str, dict[str, Any], str]:
+        return (url[:40], {**good, "endpoint": url}, "endpoint_not_allowed")
+
     return [
         ("missing keys", {"endpoint": endpoint}, "invalid_keys"),
         ("keys not an object", {"endpoint": endpoint, "keys": "abc"}, "invalid_keys"),
@@ -280,24 +292,24 @@ def _bad_subscriptions(good: dict[str, Any]) -> list[tuple[str, Any, str]]:
         ("endpoint not a string", {"endpoint": 42, "keys": keys}, "invalid_endpoint"),
         ("missing p256dh", {**good, "keys": {"auth": keys["auth"]}}, "invalid_keys"),
         ("missing auth", {**good, "keys": {"p256dh": keys["p256dh"]}}, "invalid_keys"),
-        ("p256dh too short", {**good, "keys": {**keys, "p256dh": b64url(point[:33])}}, None),
-        ("p256dh too long", {**good, "keys": {**keys, "p256dh": b64url(point + b"\0")}}, None),
-        ("p256dh off the curve", {**good, "keys": {**keys, "p256dh": b64url(off_curve)}}, None),
-        ("p256dh not base64url", {**good, "keys": {**keys, "p256dh": "not*base64!"}}, None),
-        ("auth too short", {**good, "keys": {**keys, "auth": b64url(os.urandom(8))}}, None),
-        ("auth too long", {**good, "keys": {**keys, "auth": b64url(os.urandom(32))}}, None),
-        ("auth not a string", {**good, "keys": {**keys, "auth": 12345}}, None),
-        ("javascript: endpoint", {**good, "endpoint": "javascript:alert(1)"}, None),
-        ("file: endpoint", {**good, "endpoint": "file:///etc/passwd"}, None),
-        ("data: endpoint", {**good, "endpoint": "data:text/plain,hi"}, None),
-        ("ftp: endpoint", {**good, "endpoint": f"ftp://{host_port}/x"}, None),
-        ("host not allowed", {**good, "endpoint": "https://push.example.net/x"}, None),
-        ("suffix trick", {**good, "endpoint": "http://localhost.example.net/x"}, None),
-        ("userinfo", {**good, "endpoint": f"http://user:secret@{host_port}/x"}, None),
-        ("user only", {**good, "endpoint": f"http://evil.example@{host_port}/x"}, None),
-        ("endpoint too long", {**good, "endpoint": endpoint + "a" * 2100}, None),
-        ("expirationTime text", {**good, "expirationTime": "tomorrow"}, None),
-        ("user_id object", {**good, "user_id": {"id": 1}}, None),
+        ("p256dh too short", keyed(p256dh=b64url(point[:33])), "invalid_keys"),
+        ("p256dh too long", keyed(p256dh=b64url(point + b"\0")), "invalid_keys"),
+        ("p256dh off the curve", keyed(p256dh=b64url(off_curve)), "invalid_keys"),
+        ("p256dh not base64url", keyed(p256dh="not*base64!"), "invalid_keys"),
+        ("auth too short", keyed(auth=b64url(os.urandom(8))), "invalid_keys"),
+        ("auth too long", keyed(auth=b64url(os.urandom(32))), "invalid_keys"),
+        ("auth not a string", keyed(auth=12345), "invalid_keys"),
+        at("javascript:alert(1)"),
+        at("file:///etc/passwd"),
+        at("data:text/plain,hi"),
+        at(f"ftp://{host_port}/x"),
+        at("https://push.example.net/x"),  # not in the allowlist
+        at("http://localhost.example.net/x"),  # an allowed name as a prefix
+        at(f"http://user:secret@{host_port}/x"),
+        at(f"http://evil.example@{host_port}/x"),
+        at(endpoint + "a" * 2100),
+        ("expirationTime text", {**good, "expirationTime": "tomorrow"}, "invalid_subscription"),
+        ("user_id object", {**good, "user_id": {"id": 1}}, "invalid_user_id"),
     ]
 
 
@@ -330,13 +342,6 @@ async def test_bad_subscriptions_are_refused_and_nothing_is_published(
     for what, body, code in _bad_subscriptions(good):
         answer = await subscribe(http, service, body)
         assert_error(answer, 422, code, what)
-        assert answer.json["error"] in (
-            "invalid_keys",
-            "invalid_endpoint",
-            "endpoint_not_allowed",
-            "invalid_subscription",
-            "invalid_user_id",
-        ), what
 
     padded = orjson.dumps({**good, "padding": "x" * 5000})
     assert_error(await subscribe(http, service, padded), 413, "request_too_large", "declared")
@@ -358,7 +363,9 @@ async def test_bad_subscriptions_are_refused_and_nothing_is_published(
             http, "POST", url, data=orjson.dumps(good), headers={"Content-Type": content_type}
         )
         assert_error(answer, 415, "unsupported_media_type", what)
-    no_type = await call(http, "POST", url, data=orjson.dumps(good), skip_auto_headers=["Content-Type"])
+    no_type = await call(
+        http, "POST", url, data=orjson.dumps(good), skip_auto_headers=["Content-Type"]
+    )
     assert_error(no_type, 415, "unsupported_media_type", "no content type")
 
     for method in ("GET", "PUT", "DELETE"):
@@ -446,7 +453,7 @@ async def test_rate_limit_per_client_ignores_spoofed_forwarded_for(
     vapid: VapidPair,
 ) -> None:
     service = await service_factory(SUBSCRIBE_RATE_LIMIT="3")
-    subscription, _ = await pushserver.subscribe(vapid.public)
+    subscription, client_hash = await pushserver.subscribe(vapid.public)
 
     for n in range(3):  # each claims another client; without TRUSTED_PROXIES none counts
         answer = await subscribe(
@@ -463,6 +470,11 @@ async def test_rate_limit_per_client_ignores_spoofed_forwarded_for(
     assert_error(spoofed, 429, "rate_limited")
     # Other endpoints are not limited.
     assert (await call(http, "GET", f"{service.base_url}/vapid_public_key")).status == 200
+
+    async def three_welcomes() -> bool:
+        return len(await pushserver.messages(client_hash)) == 3
+
+    await wait_until(three_welcomes, message="the three accepted subscriptions' welcomes")
 
 
 async def test_cors_admits_only_the_configured_origin(

@@ -18,7 +18,6 @@ import redis.asyncio as redis
 
 from tests.conftest import ServiceFactory
 from tests.support import (
-    PushSink,
     Rabbit,
     Service,
     device_keys,
@@ -53,7 +52,7 @@ async def record(client: redis.Redis, service: Service, notification_id: str) ->
     from push_service.status import to_record
 
     raw = await client.hgetall(f"{service.prefix}notification:{notification_id}")
-    return to_record(raw) if raw else {}
+    return to_record(raw) if raw else {}  # type: ignore[arg-type]  # decode_responses=True
 
 
 async def http_status(url: str) -> int:
@@ -80,8 +79,9 @@ async def test_nothing_lost_across_broker_and_redis_faults(
         keys = device_keys()
         ids = [unique("f") for _ in range(total)]
         for notification_id in ids:
-            await rabbit.publish(service.queue, notification(
-                notification_id, sink.endpoint(notification_id), keys))
+            await rabbit.publish(
+                service.queue, notification(notification_id, sink.endpoint(notification_id), keys)
+            )
 
         async def delivered(n: int) -> bool:
             return len(sink.hits) >= n
@@ -91,6 +91,7 @@ async def test_nothing_lost_across_broker_and_redis_faults(
         await wait_until(lambda: delivered(total * 2 // 5), 60, message="40% delivered")
 
         async with broker_stopped():
+
             async def not_ready() -> bool:
                 return await http_status(f"{service.base_url}/ready") == 503
 
@@ -98,7 +99,7 @@ async def test_nothing_lost_across_broker_and_redis_faults(
         await service.wait_ready(60)
         await wait_until(lambda: delivered(total * 3 // 5), 60, message="60% delivered")
 
-        await redis_client.execute_command("CLIENT", "PAUSE", "3000", "WRITE")
+        await redis_client.execute_command("CLIENT", "PAUSE", "3000", "WRITE")  # type: ignore[no-untyped-call]
 
         async def all_sent() -> bool:
             return all(s == "sent" for s in await statuses(redis_client, service, ids))
@@ -109,8 +110,10 @@ async def test_nothing_lost_across_broker_and_redis_faults(
 
     lost = [i for i in ids if sink.hits.get(i, 0) == 0]
     duplicates = sink.total - len(sink.hits)
-    print(f"\nfault run: sent={len(sink.hits)} duplicates={duplicates} lost={len(lost)} "
-          f"queue_left={remaining}")
+    print(
+        f"\nfault run: sent={len(sink.hits)} duplicates={duplicates} lost={len(lost)} "
+        f"queue_left={remaining}"
+    )
     assert lost == []
     assert remaining == 0
     assert set(sink.hits) == set(ids)
@@ -122,11 +125,13 @@ async def test_500_twice_then_201_is_sent_with_three_attempts(
     async with stub_server([(500, {}), (500, {}), (201, {})]) as push:
         service = await service_factory()
         notification_id = unique("r")
-        await rabbit.publish(service.queue, notification(
-            notification_id, f"{push.base_url}/push/1", device_keys()))
+        await rabbit.publish(
+            service.queue, notification(notification_id, f"{push.base_url}/push/1", device_keys())
+        )
 
         done = await wait_until(
-            lambda: _final(redis_client, service, notification_id), 30, message="outcome")
+            lambda: _final(redis_client, service, notification_id), 30, message="outcome"
+        )
     assert done["status"] == "sent"
     assert done["devices"][0]["attempts"] == 3
     assert len(push.requests) == 3
@@ -138,10 +143,12 @@ async def test_429_retry_after_is_honoured(
     async with stub_server([(429, {"Retry-After": "1"}), (201, {})]) as push:
         service = await service_factory()
         notification_id = unique("r")
-        await rabbit.publish(service.queue, notification(
-            notification_id, f"{push.base_url}/push/1", device_keys()))
+        await rabbit.publish(
+            service.queue, notification(notification_id, f"{push.base_url}/push/1", device_keys())
+        )
         done = await wait_until(
-            lambda: _final(redis_client, service, notification_id), 30, message="outcome")
+            lambda: _final(redis_client, service, notification_id), 30, message="outcome"
+        )
     assert done["status"] == "sent"
     assert done["devices"][0]["attempts"] == 2
     assert push.request_times[1] - push.request_times[0] >= 1.0
@@ -154,10 +161,12 @@ async def test_503_forever_fails_within_the_bound(
         service = await service_factory(PUSH_RETRY_MAX_TRIES="4", PUSH_RETRY_MAX_SECONDS="5")
         notification_id = unique("r")
         started = time.monotonic()
-        await rabbit.publish(service.queue, notification(
-            notification_id, f"{push.base_url}/push/1", device_keys()))
+        await rabbit.publish(
+            service.queue, notification(notification_id, f"{push.base_url}/push/1", device_keys())
+        )
         done = await wait_until(
-            lambda: _final(redis_client, service, notification_id), 30, message="outcome")
+            lambda: _final(redis_client, service, notification_id), 30, message="outcome"
+        )
         elapsed = time.monotonic() - started
     assert done["status"] == "failed"
     assert done["devices"][0]["reason"] == "transient"
@@ -217,8 +226,9 @@ async def test_sigterm_drains_then_requeues_what_did_not_finish(
         keys = device_keys()
         ids = [unique("s") for _ in range(40)]
         for notification_id in ids:
-            await rabbit.publish(service.queue, notification(
-                notification_id, sink.endpoint(notification_id), keys))
+            await rabbit.publish(
+                service.queue, notification(notification_id, sink.endpoint(notification_id), keys)
+            )
         await wait_until(lambda: service.logs().count('"consuming') >= 1, 10, message="consume")
         await wait_until(lambda: _in_flight(service), 20, message="messages in flight")
 
@@ -255,8 +265,9 @@ async def test_killed_mid_stream_loses_nothing(
         keys = device_keys()
         ids = [unique("k") for _ in range(300)]
         for notification_id in ids:
-            await rabbit.publish(service.queue, notification(
-                notification_id, sink.endpoint(notification_id), keys))
+            await rabbit.publish(
+                service.queue, notification(notification_id, sink.endpoint(notification_id), keys)
+            )
         await wait_until(lambda: len(sink.hits) >= 50, 30, message="some delivered")
         service.signal(signal.SIGKILL)
         await service.wait_exit(10)
@@ -284,18 +295,24 @@ async def test_consumer_resumes_after_a_broker_side_cancel(
     async with push_sink() as sink:
         service = await service_factory()
         await rabbit.delete(service.queue)
-        await wait_until(lambda: "cancelled our consumer" in service.logs(), 20,
-                         message="the cancel to be noticed")
+        await wait_until(
+            lambda: "cancelled our consumer" in service.logs(),
+            20,
+            message="the cancel to be noticed",
+        )
         await service.wait_ready(30)
         notification_id = unique("c")
 
         async def delivered() -> bool:
             with contextlib.suppress(Exception):
-                await rabbit.publish(service.queue, notification(
-                    notification_id, sink.endpoint(notification_id), device_keys()))
+                await rabbit.publish(
+                    service.queue,
+                    notification(notification_id, sink.endpoint(notification_id), device_keys()),
+                )
             return bool(sink.hits.get(notification_id))
 
         await wait_until(delivered, 30, interval=1.0, message="delivery after redeclare")
     done = await wait_until(
-        lambda: _final(redis_client, service, notification_id), 20, message="outcome")
+        lambda: _final(redis_client, service, notification_id), 20, message="outcome"
+    )
     assert done["status"] == "sent"

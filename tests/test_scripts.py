@@ -21,7 +21,7 @@ from push_service.endpoints import EndpointPolicy
 from push_service.models import parse_notification
 from push_service.vapid import generate_private_key, load_private_key, public_key_b64
 from tests.conftest import ServiceFactory
-from tests.support import ROOT, RABBITMQ_URL, Rabbit, free_port, unique, wait_until
+from tests.support import RABBITMQ_URL, ROOT, Rabbit, free_port, unique, wait_until
 
 SCRIPTS = ("generate_vapid_keys", "publish_notification", "rabbitmq_inspector")
 BAD_PASSWORD = "hunter2-never-print-me"
@@ -53,7 +53,11 @@ def script_env(**overrides: str) -> dict[str, str]:
 
 
 async def run(
-    script: str, *args: str, cwd: Path, stdin: bytes | None = None, **env: str
+    script: str,
+    *args: str,
+    cwd: Path,
+    stdin: bytes | None = None,
+    env: dict[str, str] | None = None,
 ) -> Result:
     """Run `python scripts/<script>.py args...` (cwd isolates it from any .env)."""
     proc = await asyncio.create_subprocess_exec(
@@ -61,7 +65,7 @@ async def run(
         str(ROOT / "scripts" / f"{script}.py"),
         *args,
         cwd=cwd,
-        env=script_env(**env),
+        env=script_env(**(env or {})),
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -200,20 +204,20 @@ async def test_publish_then_count_and_peek_leave_the_message_in_place(
         "--topic",
         "news",
         cwd=tmp_path,
-        **env,
+        env=env,
     )
     assert published.code == 0, published.err
     notification_id = published.out.strip()
     assert len(notification_id) == 36  # a UUID4
 
     assert await rabbit.count(queue) == 1
-    counted = await run("rabbitmq_inspector", "count", "--json", cwd=tmp_path, **env)
+    counted = await run("rabbitmq_inspector", "count", "--json", cwd=tmp_path, env=env)
     assert counted.code == 0, counted.err
     states = {q["name"]: q for q in counted.json()["queues"]}
     assert states[queue]["messages"] == 1 and states[queue]["consumers"] == 0
     assert states[f"{queue}.dlq"]["messages"] == 0
 
-    peeked = await run("rabbitmq_inspector", "peek", "--json", cwd=tmp_path, **env)
+    peeked = await run("rabbitmq_inspector", "peek", "--json", cwd=tmp_path, env=env)
     assert peeked.code == 0, peeked.err
     [shown] = peeked.json()["messages"]
     assert shown["message_id"] == notification_id
@@ -221,12 +225,12 @@ async def test_publish_then_count_and_peek_leave_the_message_in_place(
     assert shown["body"]["devices"] == [
         {"endpoint": subscription["endpoint"], "keys": subscription["keys"]}
     ]
-    text = await run("rabbitmq_inspector", "peek", cwd=tmp_path, **env)
+    text = await run("rabbitmq_inspector", "peek", cwd=tmp_path, env=env)
     assert notification_id in text.out
 
     # Still there after two peeks, and what is there is the contract's message.
     assert await rabbit.count(queue) == 1
-    again = await run("rabbitmq_inspector", "count", cwd=tmp_path, **env)
+    again = await run("rabbitmq_inspector", "count", cwd=tmp_path, env=env)
     assert f"{queue}: 1 ready, 0 consumers" in again.out
     message = await rabbit.get(queue)
     assert message is not None
@@ -339,17 +343,19 @@ async def test_peek_dlq_shows_the_death_reason_and_keeps_the_message(
     await wait_until(dead_lettered, message="the bad message in the DLQ")
     env = {"RABBITMQ_QUEUE_NAME": service.queue}
 
-    peeked = await run("rabbitmq_inspector", "peek", "--dlq", "-n", "5", "--json", cwd=tmp_path, **env)
+    peeked = await run(
+        "rabbitmq_inspector", "peek", "--dlq", "-n", "5", "--json", cwd=tmp_path, env=env
+    )
     assert peeked.code == 0, peeked.err
     [shown] = peeked.json()["messages"]
     assert shown["headers"]["x-death-reason"].startswith("invalid_json")
     assert shown["headers"]["x-original-queue"] == service.queue
     assert shown["body"] == "{not json"
-    text = await run("rabbitmq_inspector", "peek", "--dlq", cwd=tmp_path, **env)
+    text = await run("rabbitmq_inspector", "peek", "--dlq", cwd=tmp_path, env=env)
     assert "header x-death-reason: invalid_json" in text.out
 
     assert await rabbit.count(dlq) == 1
-    counted = await run("rabbitmq_inspector", "count", "--json", cwd=tmp_path, **env)
+    counted = await run("rabbitmq_inspector", "count", "--json", cwd=tmp_path, env=env)
     states = {q["name"]: q for q in counted.json()["queues"]}
     assert states[dlq]["messages"] == 1
     assert states[service.queue] == {
@@ -387,7 +393,7 @@ async def test_closed_port_gives_one_clear_line_without_the_password(tmp_path: P
         ("publish_notification", publish_args("q")),
     ]
     for script, args in runs:
-        by_env = await run(script, *args, cwd=tmp_path, RABBITMQ_URL=url)
+        by_env = await run(script, *args, cwd=tmp_path, env={"RABBITMQ_URL": url})
         by_flag = await run(script, *args, "--url", url, cwd=tmp_path)
         for result in (by_env, by_flag):
             assert_clean_failure(result, BAD_PASSWORD)
@@ -401,7 +407,7 @@ async def test_wrong_password_is_reported_without_echoing_it(tmp_path: Path) -> 
         ("rabbitmq_inspector", ["count"]),
         ("publish_notification", publish_args("q")),
     ]:
-        result = await run(script, *args, cwd=tmp_path, RABBITMQ_URL=url)
+        result = await run(script, *args, cwd=tmp_path, env={"RABBITMQ_URL": url})
         assert_clean_failure(result, BAD_PASSWORD)
         assert "ACCESS_REFUSED" in result.err or "Authentication" in result.err
 
@@ -428,7 +434,10 @@ async def test_an_unanswering_broker_times_out(tmp_path: Path) -> None:
 
 async def test_bad_configuration_exits_2(tmp_path: Path) -> None:
     result = await run(
-        "rabbitmq_inspector", "count", cwd=tmp_path, RABBITMQ_URL=f"http://u:{BAD_PASSWORD}@h/"
+        "rabbitmq_inspector",
+        "count",
+        cwd=tmp_path,
+        env={"RABBITMQ_URL": f"http://u:{BAD_PASSWORD}@h/"},
     )
     assert_clean_failure(result, BAD_PASSWORD)
     assert result.code == 2 and "RABBITMQ_URL" in result.err

@@ -1,0 +1,192 @@
+"""Settings: defaults, typed casts, errors that name the variable, `.env`, redaction."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from push_service.config import DEFAULT_ALLOWLIST, Settings, read_env_file, redact_url
+from push_service.errors import ConfigError
+
+
+def load(**env: str) -> Settings:
+    return Settings.from_env(env, env_file=None)
+
+
+def test_defaults_when_nothing_is_set() -> None:
+    s = load()
+    assert s.port == 3004
+    assert s.node_env == "development" and not s.production
+    assert s.rabbitmq_queue_name == "push.queue"
+    assert s.dead_letter_queue == "push.queue.dlq"
+    assert s.user_service_deactivate_path == "/api/v1/push-subscriptions/deactivate"
+    assert s.push_endpoint_allowlist == DEFAULT_ALLOWLIST
+    assert "fcm.googleapis.com" in s.push_endpoint_allowlist
+    assert s.push_allow_http is False
+    assert s.log_level == "INFO"
+    assert s.enable_debug is False
+    assert s.push_default_ttl_seconds > 0  # never the surprising TTL 0 (PITFALLS)
+    assert s.cors_allow_origins == () and s.trusted_proxies == ()
+
+
+def test_typed_casts() -> None:
+    s = load(
+        PORT="8080",
+        NODE_ENV="Production",
+        ENABLE_DEBUG="yes",
+        PUSH_ALLOW_HTTP="true",
+        SHUTDOWN_GRACE_SECONDS="2.5",
+        PUSH_ENDPOINT_ALLOWLIST=" localhost , *.example.com,, ",
+        CORS_ALLOW_ORIGINS="https://a.example,https://b.example",
+        TRUSTED_PROXIES="10.0.0.0/8, 192.168.1.1",
+        LOG_LEVEL="debug",
+        STATUS_TTL_SECONDS="3600",
+        USER_SERVICE_URL="http://users.local:8080/",
+        RABBITMQ_URL="amqps://u:p@broker:5671/vhost",
+    )
+    assert s.port == 8080 and isinstance(s.port, int)
+    assert s.production
+    assert s.enable_debug is True and s.push_allow_http is True
+    assert s.shutdown_grace_seconds == 2.5
+    assert s.push_endpoint_allowlist == ("localhost", "*.example.com")
+    assert s.cors_allow_origins == ("https://a.example", "https://b.example")
+    assert s.trusted_proxies == ("10.0.0.0/8", "192.168.1.1")
+    assert s.log_level == "DEBUG"
+    assert s.status_ttl_seconds == 3600
+    assert s.user_service_url == "http://users.local:8080"  # trailing slash removed
+    assert s.rabbitmq_url == "amqps://u:p@broker:5671/vhost"
+
+
+def test_empty_allowlist_variable_means_nothing_allowed_not_default() -> None:
+    assert load(PUSH_ENDPOINT_ALLOWLIST="").push_endpoint_allowlist == ()
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("PORT", "abc"),
+        ("PORT", "70000"),
+        ("PORT", "-1"),
+        ("PUSH_ALLOW_HTTP", "maybe"),
+        ("ENABLE_DEBUG", "2"),
+        ("NODE_ENV", "staging"),
+        ("LOG_LEVEL", "verbose"),
+        ("RABBITMQ_URL", "http://x"),
+        ("RABBITMQ_URL", "amqp://[::1"),
+        ("RABBITMQ_URL", "amqp://host:99999/"),
+        ("REDIS_URL", "amqp://x"),
+        ("USER_SERVICE_URL", "ftp://users"),
+        ("TRUSTED_PROXIES", "notanip"),
+        ("TRUSTED_PROXIES", "10.0.0.1, 300.1.1.1"),
+        ("SHUTDOWN_GRACE_SECONDS", "soon"),
+        ("SHUTDOWN_GRACE_SECONDS", "-1"),
+        ("SHUTDOWN_GRACE_SECONDS", "nan"),
+        ("PUSH_RETRY_MAX_SECONDS", "inf"),
+        ("CONSUMER_PREFETCH", "0"),
+        ("STATUS_TTL_SECONDS", "10"),
+        ("RABBITMQ_QUEUE_TYPE", "stream"),
+        ("RABBITMQ_QUEUE_NAME", "q" * 201),
+    ],
+)
+def test_bad_values_fail_naming_the_variable(name: str, value: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load(**{name: value})
+    assert name in str(info.value)
+
+
+def test_bad_url_error_does_not_leak_its_password() -> None:
+    with pytest.raises(ConfigError) as info:
+        load(RABBITMQ_URL="http://user:hunter2secret@x/")
+    assert "hunter2secret" not in str(info.value)
+    assert "RABBITMQ_URL" in str(info.value)
+
+
+def test_env_file_is_read_and_environment_wins(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text(
+        "# comment\n"
+        "\n"
+        "PORT=5005\n"
+        "export RABBITMQ_QUEUE_NAME='from.file'\n"
+        'VAPID_EMAIL="ops@example.com"\n'
+        "LOG_LEVEL=WARNING\n",
+        encoding="utf-8",
+    )
+    s = Settings.from_env({"LOG_LEVEL": "ERROR"}, env_file=env_file)
+    assert s.port == 5005
+    assert s.rabbitmq_queue_name == "from.file"
+    assert s.vapid_email == "ops@example.com"
+    assert s.log_level == "ERROR"  # environment wins over .env
+
+
+def test_missing_env_file_is_fine(tmp_path: Path) -> None:
+    assert Settings.from_env({}, env_file=tmp_path / "absent.env").port == 3004
+
+
+def test_env_file_pem_with_literal_newlines_becomes_multiline(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text('KEY="-----BEGIN X-----\\nabc\\n-----END X-----"\n', encoding="utf-8")
+    assert read_env_file(env_file)["KEY"] == "-----BEGIN X-----\nabc\n-----END X-----"
+
+
+def test_env_file_syntax_error_names_file_and_line(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("PORT=1\nthis is not an assignment\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"\.env:2"):
+        Settings.from_env({}, env_file=env_file)
+
+
+def test_repr_masks_private_key_and_url_passwords() -> None:
+    s = load(
+        VAPID_PRIVATE_KEY="c2VjcmV0LXByaXZhdGUta2V5LXZhbHVl",
+        RABBITMQ_URL="amqp://user:secret@host:5672/vh",
+        REDIS_URL="redis://:redispass@[::1]:6379/0",
+        USER_SERVICE_URL="https://svc:userpass@users.example",
+    )
+    text = repr(s)
+    for secret in ("c2VjcmV0LXByaXZhdGUta2V5LXZhbHVl", "secret", "redispass", "userpass"):
+        assert secret not in text
+    assert "host:5672" in text and "[::1]:6379" in text
+    assert str(s) == text
+
+
+def test_redact_url() -> None:
+    assert redact_url("amqp://user:secret@host/") == "amqp://***:***@host/"
+    assert redact_url("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+    assert "p@ss" not in redact_url("amqp://u:p@ss@host:1/")
+    assert redact_url("amqp://[::1") == "<unparseable url>"
+
+
+def test_settings_is_frozen() -> None:
+    s = load()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.port = 1  # type: ignore[misc]
+
+
+def test_env_file_comments_after_values(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text(
+        "PORT=5005            # the port\n"
+        'VAPID_EMAIL="ops@example.com"  # quoted, then a comment\n'
+        "WELCOME_TITLE='Hi # there'\n"
+        "WELCOME_BODY=a#b\n"
+        "USER_SERVICE_URL=   # empty, only a comment\n",
+        encoding="utf-8",
+    )
+    s = Settings.from_env({}, env_file=env_file)
+    assert s.port == 5005
+    assert s.vapid_email == "ops@example.com"
+    assert s.welcome_title == "Hi # there"
+    assert s.welcome_body == "a#b"
+    assert s.user_service_url == ""
+
+
+def test_the_shipped_env_example_loads_as_the_defaults() -> None:
+    example = Path(__file__).resolve().parent.parent / ".env.example"
+    from_example = Settings.from_env({}, env_file=example)
+    defaults = load()
+    for field in dataclasses.fields(Settings):
+        if field.name != "vapid_email":
+            assert getattr(from_example, field.name) == getattr(defaults, field.name), field.name
