@@ -50,7 +50,9 @@ from push_service.webpush import (
 )
 from tests.support import free_port, stub_server
 
-VECTOR = json.loads(Path("/work/shared/rfc8291-appendix-a.json").read_text(encoding="utf-8"))
+VECTOR = json.loads(
+    (Path(__file__).parent / "data/rfc8291-appendix-a.json").read_text(encoding="utf-8")
+)
 HEADER_BYTES = 16 + 4 + 1 + 65
 
 
