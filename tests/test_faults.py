@@ -316,3 +316,59 @@ async def test_consumer_resumes_after_a_broker_side_cancel(
         lambda: _final(redis_client, service, notification_id), 20, message="outcome"
     )
     assert done["status"] == "sent"
+
+
+async def _return_to_queue(rabbit: Rabbit, queue: str, times: int) -> None:
+    """Take the message without acking and give it back: a real redelivery, `times` times."""
+    channel = await rabbit._channel()
+    for _ in range(times):
+        got = await channel.basic_get(queue, no_ack=False)
+        assert got.delivery.delivery_tag is not None, "message not in the queue"
+        await channel.basic_nack(got.delivery.delivery_tag, requeue=True)
+
+
+@pytest.mark.parametrize(
+    ("queue_type", "limit", "returns"),
+    [("classic", 1, 1), ("quorum", 3, 3)],
+)
+async def test_a_message_redelivered_too_often_is_dead_lettered(
+    service_factory: ServiceFactory,
+    rabbit: Rabbit,
+    redis_client: redis.Redis,
+    queue_type: str,
+    limit: int,
+    returns: int,
+) -> None:
+    """A message whose handling keeps failing (here: returned to the queue unacked by a
+    consumer that 'crashed') is dead-lettered once over MAX_DELIVERY_ATTEMPTS, with a reason,
+    instead of being pushed or looping forever."""
+    from push_service.broker import declare_topology
+
+    async with push_sink() as sink:
+        queue = unique("redeliver")
+        channel = await rabbit._channel()
+        await declare_topology(channel, queue, queue_type, limit)
+        notification_id = unique("r")
+        await rabbit.publish(
+            queue, notification(notification_id, sink.endpoint(notification_id), device_keys())
+        )
+        await _return_to_queue(rabbit, queue, returns)
+
+        service = await service_factory(
+            RABBITMQ_QUEUE_NAME=queue,
+            RABBITMQ_QUEUE_TYPE=queue_type,
+            MAX_DELIVERY_ATTEMPTS=str(limit),
+        )
+
+        async def dead_lettered() -> bool:
+            return await rabbit.count(f"{queue}.dlq") == 1
+
+        await wait_until(dead_lettered, 20, message="the message in the DLQ")
+        dead = await rabbit.get(f"{queue}.dlq")
+        done = await wait_until(
+            lambda: _final(redis_client, service, notification_id), 10, message="outcome"
+        )
+    assert dead is not None
+    assert str(dead.header.properties.headers["x-death-reason"]).startswith("too_many_deliveries")
+    assert done["status"] == "failed"
+    assert sink.total == 0
