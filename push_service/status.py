@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -24,7 +24,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-RedisUnavailable = (RedisConnectionError, RedisTimeoutError, OSError)
+RedisUnavailable = (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError)
+CALL_TIMEOUT = 5.0  # a paused or unreachable Redis fails a call after this
 DEVICE_PREFIX = "d:"
 
 _BEGIN = """
@@ -97,7 +98,19 @@ class DeviceOutcome:
     deactivation: str | None = None
 
     def to_json(self) -> bytes:
-        return orjson.dumps({**asdict(self), "at": utc_now()})
+        return orjson.dumps(
+            {
+                "device": self.device,
+                "endpoint": self.endpoint,
+                "status": self.status,
+                "http_status": self.http_status,
+                "reason": self.reason,
+                "detail": self.detail,
+                "attempts": self.attempts,
+                "deactivation": self.deactivation,
+                "at": utc_now(),
+            }
+        )
 
 
 def connect(url: str) -> redis.Redis:
@@ -105,7 +118,8 @@ def connect(url: str) -> redis.Redis:
     return redis.Redis.from_url(
         url,
         decode_responses=True,
-        socket_timeout=5.0,
+        # Bounded per call below (one timeout per pipeline, not one per reply read).
+        socket_timeout=None,
         socket_connect_timeout=3.0,
         health_check_interval=15,
         retry=Retry(ExponentialBackoff(cap=0.5, base=0.02), 3),
@@ -147,7 +161,10 @@ class _ScriptBatcher:
         reload_scripts: bool = True,
     ) -> None:
         try:
-            async with self.client.pipeline(transaction=False) as pipe:
+            async with (
+                asyncio.timeout(CALL_TIMEOUT),
+                self.client.pipeline(transaction=False) as pipe,
+            ):
                 for script, keys, args, _ in batch:
                     pipe.evalsha(script.sha, len(keys), *keys, *args)
                 results = await pipe.execute(raise_on_error=False)
@@ -199,27 +216,30 @@ class StatusStore:
 
     async def fail(self, notification_id: str, reason: str) -> str:
         """Mark a whole notification failed (invalid message); never overrides `sent`."""
-        status: str = await self._fail(
-            keys=[self.key(notification_id)],
-            args=[utc_now(), self.ttl, notification_id, reason[:1000]],
-        )
+        async with asyncio.timeout(CALL_TIMEOUT):
+            status: str = await self._fail(
+                keys=[self.key(notification_id)],
+                args=[utc_now(), self.ttl, notification_id, reason[:1000]],
+            )
         return status
 
     async def get(self, notification_id: str) -> dict[str, Any] | None:
-        raw: dict[str, str] = await self.client.hgetall(self.key(notification_id))  # type: ignore[assignment]  # decode_responses=True
+        async with asyncio.timeout(CALL_TIMEOUT):
+            raw: dict[str, str] = await self.client.hgetall(self.key(notification_id))  # type: ignore[assignment]  # decode_responses=True
         return to_record(raw) if raw else None
 
     async def count_delivery(self, message_key: str, ttl: int = 3600) -> int:
         """How often a message has been delivered (for redelivery limits on classic queues)."""
         key = f"{self.prefix}deliveries:{message_key}"
-        async with self.client.pipeline(transaction=False) as pipe:
+        async with asyncio.timeout(CALL_TIMEOUT), self.client.pipeline(transaction=False) as pipe:
             pipe.incr(key)
             pipe.expire(key, ttl)
             count, _ = await pipe.execute()
         return int(count)
 
     async def ping(self) -> bool:
-        return bool(await self.client.ping())
+        async with asyncio.timeout(CALL_TIMEOUT):
+            return bool(await self.client.ping())
 
 
 def to_record(raw: dict[str, str]) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from push_service.models import MAX_PLAINTEXT_BYTES, Device
 from push_service.vapid import VapidSigner
 
 RECORD_SIZE = 4096
+CONNECTIONS_PER_HOST = 64
 _REASON_BYTES = 512
 
 
@@ -103,6 +104,9 @@ def make_session(policy: EndpointPolicy, concurrency: int, timeout: float) -> ai
     """One keep-alive pool for all push services, dialling only policy-approved addresses."""
     connector = aiohttp.TCPConnector(
         limit=concurrency,
+        # Keep-alive connections to one push service are reused; opening hundreds of
+        # TLS connections at once would only stall the loop with handshakes.
+        limit_per_host=min(concurrency, CONNECTIONS_PER_HOST),
         resolver=PolicyResolver(policy),
         ttl_dns_cache=60,
         keepalive_timeout=60,
