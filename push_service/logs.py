@@ -47,10 +47,11 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
-def configure_logging(level: str, debug: bool, secrets: Iterable[str] = ()) -> None:
+def configure_logging(level: str, debug: bool, secrets: Iterable[str] = ()) -> JsonFormatter:
     """Route all logging (ours, hypercorn's, aiormq's) through the JSON formatter."""
+    formatter = JsonFormatter(secrets)
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter(secrets))
+    handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if debug else level)
@@ -60,3 +61,4 @@ def configure_logging(level: str, debug: bool, secrets: Iterable[str] = ()) -> N
     for name in ("hypercorn.error",):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    return formatter

@@ -22,9 +22,9 @@ from push_service.vapid import load_private_key, private_key_raw_b64
 log = logging.getLogger(__name__)
 
 
-def secret_values(settings: Settings, key: ec.EllipticCurvePrivateKey) -> list[str]:
-    """Strings that must never reach a log line."""
-    values = [private_key_raw_b64(key), settings.vapid_private_key]
+def secret_values(settings: Settings) -> list[str]:
+    """Strings from the configuration that must never reach a log line."""
+    values = [settings.vapid_private_key]
     for url in (settings.rabbitmq_url, settings.redis_url, settings.user_service_url):
         password = urlsplit(url).password if url else None
         if password:
@@ -82,11 +82,15 @@ def main() -> None:
     """Console script `push-service` and `python -m push_service`."""
     try:
         settings = Settings.from_env()
+        # Logging first, so that key loading (a generated dev key) logs as JSON too.
+        formatter = configure_logging(
+            settings.log_level, settings.enable_debug, secret_values(settings)
+        )
         key = load_private_key(settings)
     except ConfigError as exc:
         print(f"push_service: configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    configure_logging(settings.log_level, settings.enable_debug, secret_values(settings, key))
+    formatter.secrets.append(private_key_raw_b64(key))
     factory = _event_loop_factory()
     if factory is None:
         asyncio.run(serve(settings, key))

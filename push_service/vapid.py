@@ -99,7 +99,7 @@ def _load_or_create_dev_key(path: Path) -> ec.EllipticCurvePrivateKey:
             handle.write(private_key_pem(key))
     except OSError as exc:
         raise ConfigError(f"VAPID_KEY_FILE {path}: cannot create the key file: {exc}") from None
-    log.warning("generated a development VAPID key pair in %s (git-ignored)", path)
+    log.warning("generated a development VAPID key pair in %s (mode 0600)", path)
     return key
 
 
