@@ -30,6 +30,12 @@ log = logging.getLogger(__name__)
 PARSE_IN_THREAD_BYTES = 64 * 1024  # about 200 devices
 
 
+def message_key(message: DeliveredMessage) -> str:
+    """What identifies a message across redeliveries: its message id, else its body."""
+    message_id = message.header.properties.message_id
+    return (message_id or hashlib.sha256(message.body).hexdigest())[:128]
+
+
 class Settle(Enum):
     ACK = "ack"
     REQUEUE = "requeue"
@@ -63,6 +69,7 @@ class Consumer:
         self._tasks: set[asyncio.Task[None]] = set()
         # notification_id -> the task delivering it, to serialise a redelivery behind it.
         self._active: dict[str, asyncio.Task[None]] = {}
+        self._outage_requeues: set[str] = set()
 
     @property
     def in_flight(self) -> int:
@@ -109,6 +116,9 @@ class Consumer:
             settle = await self._process(message)
         except (*RedisUnavailable, BrokerUnavailable) as exc:
             log.warning("cannot finish a message now (%s); requeueing it", exc)
+            # An outage is not the message's fault: its redelivery must not count
+            # towards MAX_DELIVERY_ATTEMPTS, or a long Redis outage would dead-letter it.
+            self._outage_requeues.add(message_key(message))
             settle = Settle.REQUEUE
         except Exception:
             log.exception("unexpected error handling a message; requeueing it")
@@ -203,9 +213,11 @@ class Consumer:
             return quorum_count + 1
         if not getattr(message.delivery, "redelivered", False):
             return 1
-        properties = message.header.properties
-        key = properties.message_id or hashlib.sha256(message.body).hexdigest()
-        return 1 + await self.delivery.stored(lambda: self.store.count_delivery(key[:128]))
+        key = message_key(message)
+        if key in self._outage_requeues:
+            self._outage_requeues.discard(key)
+            return 1
+        return 1 + await self.delivery.stored(lambda: self.store.count_delivery(key))
 
     async def _dead_letter(self, message: DeliveredMessage, code: str, detail: str) -> Settle:
         """Move a message to `<queue>.dlq` with the reason; requeue if that cannot be done."""

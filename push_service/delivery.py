@@ -25,9 +25,12 @@ from push_service.webpush import PushOptions, WebPushSender
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# Redis may pause or fail over; wait for it rather than push twice on redelivery.
+# Sends a fan-out starts between two turns of the event loop (each encrypts at once).
 FANOUT_BURST = 16
-STORE_RETRY = RetryPolicy(max_tries=30, max_seconds=60.0, base_delay=0.05, max_delay=2.0)
+# Redis may pause or fail over: hold the message and wait (prefetch bounds how many are
+# held) rather than requeue it at once and push twice on redelivery. Well below the
+# broker's 30-minute consumer_timeout.
+STORE_RETRY = RetryPolicy(max_tries=10_000, max_seconds=600.0, base_delay=0.05, max_delay=5.0)
 
 
 class _OutcomeWriter:

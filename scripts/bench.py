@@ -220,14 +220,21 @@ async def drain(service: Service, total: int, timeout: float) -> float:
     return time.perf_counter() - started
 
 
-async def bench_throughput(args: argparse.Namespace, sink: bench_sink.Sink, out: Results) -> float:
-    sink_url = f"https://127.0.0.1:{sink.port}"
-    subs = subscriptions(sink_url, 64)
-    service = Service(sink.cafile, args.prefetch, args.log_dir / "throughput.log")
+async def with_backlog(
+    args: argparse.Namespace, sink: bench_sink.Sink, name: str, count: int
+) -> Service:
+    """A service (not started yet) whose queue already holds `count` single-device messages."""
+    subs = subscriptions(f"https://127.0.0.1:{sink.port}", 64)
+    service = Service(sink.cafile, args.prefetch, args.log_dir / f"{name}.log")
     async with broker() as channel:
         await declare_topology(channel, service.queue, "classic", 5)
-        bodies = (message(f"t{i}", [subs[i % len(subs)]], args.payload) for i in range(args.n))
+        bodies = (message(f"{name}{i}", [subs[i % len(subs)]], args.payload) for i in range(count))
         await publish_many(channel, service.queue, bodies)
+    return service
+
+
+async def bench_throughput(args: argparse.Namespace, sink: bench_sink.Sink, out: Results) -> float:
+    service = await with_backlog(args, sink, "throughput", args.n)
     bench_sink.sink_reset(sink.port, sink.cafile)
     try:
         elapsed = await drain(service, args.n, timeout=600)
@@ -300,15 +307,7 @@ async def bench_latency(args: argparse.Namespace, out: Results) -> None:
 
 
 async def bench_memory(args: argparse.Namespace, sink: bench_sink.Sink, out: Results) -> None:
-    sink_url = f"https://127.0.0.1:{sink.port}"
-    subs = subscriptions(sink_url, 64)
-    service = Service(sink.cafile, args.prefetch, args.log_dir / "memory.log")
-    async with broker() as channel:
-        await declare_topology(channel, service.queue, "classic", 5)
-        bodies = (
-            message(f"m{i}", [subs[i % len(subs)]], args.payload) for i in range(args.backlog)
-        )
-        await publish_many(channel, service.queue, bodies)
+    service = await with_backlog(args, sink, "memory", args.backlog)
     try:
         elapsed = await drain(service, args.backlog, timeout=1800)
         rss = service.peak_rss_mb()

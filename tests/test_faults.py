@@ -20,6 +20,7 @@ from tests.conftest import ServiceFactory
 from tests.support import (
     Rabbit,
     Service,
+    StubServer,
     device_keys,
     push_sink,
     rabbitmqctl,
@@ -119,46 +120,19 @@ async def test_nothing_lost_across_broker_and_redis_faults(
     assert set(sink.hits) == set(ids)
 
 
-async def test_500_twice_then_201_is_sent_with_three_attempts(
-    service_factory: ServiceFactory, rabbit: Rabbit, redis_client: redis.Redis
-) -> None:
-    async with stub_server([(500, {}), (500, {}), (201, {})]) as push:
-        service = await service_factory()
-        notification_id = unique("r")
-        await rabbit.publish(
-            service.queue, notification(notification_id, f"{push.base_url}/push/1", device_keys())
-        )
+async def _push_through(
+    service_factory: ServiceFactory,
+    rabbit: Rabbit,
+    redis_client: redis.Redis,
+    answers: list[tuple[int, dict[str, str]]],
+    **overrides: str,
+) -> tuple[dict, StubServer, float]:
+    """One notification to a push service answering `answers` in turn.
 
-        done = await wait_until(
-            lambda: _final(redis_client, service, notification_id), 30, message="outcome"
-        )
-    assert done["status"] == "sent"
-    assert done["devices"][0]["attempts"] == 3
-    assert len(push.requests) == 3
-
-
-async def test_429_retry_after_is_honoured(
-    service_factory: ServiceFactory, rabbit: Rabbit, redis_client: redis.Redis
-) -> None:
-    async with stub_server([(429, {"Retry-After": "1"}), (201, {})]) as push:
-        service = await service_factory()
-        notification_id = unique("r")
-        await rabbit.publish(
-            service.queue, notification(notification_id, f"{push.base_url}/push/1", device_keys())
-        )
-        done = await wait_until(
-            lambda: _final(redis_client, service, notification_id), 30, message="outcome"
-        )
-    assert done["status"] == "sent"
-    assert done["devices"][0]["attempts"] == 2
-    assert push.request_times[1] - push.request_times[0] >= 1.0
-
-
-async def test_503_forever_fails_within_the_bound(
-    service_factory: ServiceFactory, rabbit: Rabbit, redis_client: redis.Redis
-) -> None:
-    async with stub_server([(503, {})]) as push:
-        service = await service_factory(PUSH_RETRY_MAX_TRIES="4", PUSH_RETRY_MAX_SECONDS="5")
+    Returns the final status record, the stub (its requests) and the seconds taken.
+    """
+    async with stub_server(answers) as push:
+        service = await service_factory(**overrides)
         notification_id = unique("r")
         started = time.monotonic()
         await rabbit.publish(
@@ -167,7 +141,42 @@ async def test_503_forever_fails_within_the_bound(
         done = await wait_until(
             lambda: _final(redis_client, service, notification_id), 30, message="outcome"
         )
-        elapsed = time.monotonic() - started
+        return done, push, time.monotonic() - started
+
+
+async def test_500_twice_then_201_is_sent_with_three_attempts(
+    service_factory: ServiceFactory, rabbit: Rabbit, redis_client: redis.Redis
+) -> None:
+    done, push, _ = await _push_through(
+        service_factory, rabbit, redis_client, [(500, {}), (500, {}), (201, {})]
+    )
+    assert done["status"] == "sent"
+    assert done["devices"][0]["attempts"] == 3
+    assert len(push.requests) == 3
+
+
+async def test_429_retry_after_is_honoured(
+    service_factory: ServiceFactory, rabbit: Rabbit, redis_client: redis.Redis
+) -> None:
+    done, push, _ = await _push_through(
+        service_factory, rabbit, redis_client, [(429, {"Retry-After": "1"}), (201, {})]
+    )
+    assert done["status"] == "sent"
+    assert done["devices"][0]["attempts"] == 2
+    assert push.request_times[1] - push.request_times[0] >= 1.0
+
+
+async def test_503_forever_fails_within_the_bound(
+    service_factory: ServiceFactory, rabbit: Rabbit, redis_client: redis.Redis
+) -> None:
+    done, _, elapsed = await _push_through(
+        service_factory,
+        rabbit,
+        redis_client,
+        [(503, {})],
+        PUSH_RETRY_MAX_TRIES="4",
+        PUSH_RETRY_MAX_SECONDS="5",
+    )
     assert done["status"] == "failed"
     assert done["devices"][0]["reason"] == "transient"
     assert done["devices"][0]["http_status"] == 503
@@ -372,3 +381,31 @@ async def test_a_message_redelivered_too_often_is_dead_lettered(
     assert str(dead.header.properties.headers["x-death-reason"]).startswith("too_many_deliveries")
     assert done["status"] == "failed"
     assert sink.total == 0
+
+
+async def test_a_redis_outage_longer_than_a_call_timeout_loses_nothing(
+    service_factory: ServiceFactory, rabbit: Rabbit, redis_client: redis.Redis
+) -> None:
+    """Writes blocked for 8 s (calls time out after 5 s): messages are held, not
+    dead-lettered or pushed twice, and all finish once Redis answers again."""
+    async with push_sink() as sink:
+        service = await service_factory(CONSUMER_PREFETCH="20")
+        keys = device_keys()
+        await redis_client.execute_command("CLIENT", "PAUSE", "8000", "WRITE")  # type: ignore[no-untyped-call]
+        ids = [unique("o") for _ in range(50)]
+        for notification_id in ids:
+            await rabbit.publish(
+                service.queue, notification(notification_id, sink.endpoint(notification_id), keys)
+            )
+
+        async def all_sent() -> bool:
+            return all(s == "sent" for s in await statuses(redis_client, service, ids))
+
+        await wait_until(all_sent, 60, interval=0.2, message="every message sent after the outage")
+        await service.stop()
+        dead = await rabbit.count(f"{service.queue}.dlq")
+        left = await rabbit.count(service.queue)
+    assert dead == 0
+    assert left == 0
+    assert set(sink.hits) == set(ids)
+    assert sink.total == len(ids)  # held, not requeued: nothing pushed twice
