@@ -162,7 +162,9 @@ async def test_429_retry_after_is_honoured(
         service_factory, rabbit, redis_client, [(429, {"Retry-After": "1"}), (201, {})]
     )
     assert done["status"] == "sent"
-    assert done["devices"][0]["attempts"] == 2
+    assert len(push.requests) == 2
+    # A keep-alive connection dropped in between is one more (connection-level) attempt.
+    assert done["devices"][0]["attempts"] >= 2
     assert push.request_times[1] - push.request_times[0] >= 1.0
 
 
