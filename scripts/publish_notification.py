@@ -22,67 +22,32 @@ import argparse
 import asyncio
 import datetime
 import json
-import logging
 import sys
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any
 from urllib.parse import urlsplit
 
 import aiormq
 from aiormq.abc import AbstractConnection
 from pamqp import commands as spec
+from script_support import (
+    BROKER_ERRORS,
+    EXIT_USAGE,
+    ScriptError,
+    Target,
+    broker_error,
+    close_quietly,
+    connect,
+    resolve_target,
+    run_script,
+)
 
 from push_service.broker import declare_topology
-from push_service.config import URGENCIES, Settings, redact_url
+from push_service.config import URGENCIES, Settings
 from push_service.endpoints import EndpointPolicy
-from push_service.errors import ConfigError, ValidationError
+from push_service.errors import ValidationError
 from push_service.models import Notification, parse_notification
-
-EXIT_BROKER = 1
-EXIT_USAGE = 2
-BROKER_ERRORS = (aiormq.exceptions.AMQPError, ConnectionError, OSError, RuntimeError)
-
-
-class ScriptError(Exception):
-    """A failure to report on one line; `code` is the exit status."""
-
-    def __init__(self, message: str, code: int = EXIT_BROKER) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-@dataclass(frozen=True)
-class Target:
-    url: str
-    queue: str
-    timeout: float
-    settings: Settings
-
-    @property
-    def shown_url(self) -> str:
-        return redact_url(self.url)
-
-    def scrub(self, text: str) -> str:
-        password = urlsplit(self.url).password
-        return text.replace(password, "***") if password else text
-
-
-def load_settings() -> Settings:
-    try:
-        return Settings.from_env()
-    except ConfigError as exc:
-        raise ScriptError(f"configuration error: {exc}", EXIT_USAGE) from None
-
-
-def resolve_target(args: argparse.Namespace, settings: Settings) -> Target:
-    url = args.url or settings.rabbitmq_url
-    if urlsplit(url).scheme not in ("amqp", "amqps"):
-        raise ScriptError(f"--url must be an amqp:// or amqps:// URL, got {redact_url(url)!r}", 2)
-    queue = args.queue or settings.rabbitmq_queue_name
-    return Target(url=url, queue=queue, timeout=args.timeout, settings=settings)
-
 
 # --- the message --------------------------------------------------------------------------
 
@@ -181,21 +146,6 @@ def validate(body: bytes, policy: EndpointPolicy, settings: Settings) -> Notific
 # --- publishing -------------------------------------------------------------------------
 
 
-async def connect(target: Target) -> AbstractConnection:
-    try:
-        async with asyncio.timeout(target.timeout):
-            return await aiormq.connect(target.url)
-    except TimeoutError:
-        raise ScriptError(
-            f"cannot connect to RabbitMQ at {target.shown_url}: no answer in {target.timeout:g}s"
-        ) from None
-    except BROKER_ERRORS as exc:
-        detail = target.scrub(str(exc) or type(exc).__name__)
-        raise ScriptError(
-            f"cannot connect to RabbitMQ at {target.shown_url}: {type(exc).__name__}: {detail}"
-        ) from None
-
-
 async def ensure_queue(connection: AbstractConnection, target: Target, declare: bool) -> None:
     channel = await connection.channel()
     try:
@@ -245,19 +195,14 @@ async def publish(target: Target, body: bytes, notification_id: str, declare: bo
             f"RabbitMQ returned the message: queue {target.queue!r} is gone"
         ) from None
     except BROKER_ERRORS as exc:
-        detail = target.scrub(str(exc) or type(exc).__name__)
-        raise ScriptError(f"RabbitMQ error: {type(exc).__name__}: {detail}") from None
+        raise broker_error(target, exc) from None
     finally:
-        try:
-            async with asyncio.timeout(target.timeout):
-                await connection.close()
-        except (TimeoutError, *BROKER_ERRORS):
-            pass
+        await close_quietly(connection, target.timeout)
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = load_settings()
-    target = resolve_target(args, settings)
+    target = resolve_target(args)
+    settings = target.settings
     devices = read_subscriptions(args)
     message = build_message(args, devices)
     body = json.dumps(message, ensure_ascii=False).encode()
@@ -332,23 +277,9 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def fail(message: str, code: int) -> NoReturn:
-    print(f"publish_notification: error: {message}", file=sys.stderr)
-    raise SystemExit(code)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    # aiormq logs connection failures itself; this script reports them on one line.
-    logging.getLogger("aiormq").setLevel(logging.DEBUG if args.verbose else logging.CRITICAL)
-    if args.verbose:
-        logging.basicConfig(level=logging.DEBUG)
-    try:
-        return run(args)
-    except ScriptError as exc:
-        fail(str(exc), exc.code)
-    except KeyboardInterrupt:
-        fail("interrupted", 130)
+    return run_script("publish_notification", args.verbose, lambda: run(args))
 
 
 if __name__ == "__main__":

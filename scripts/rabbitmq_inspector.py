@@ -24,72 +24,21 @@ import asyncio
 import datetime
 import decimal
 import json
-import logging
-import sys
-from dataclasses import dataclass
-from typing import Any, NoReturn
-from urllib.parse import urlsplit
+from typing import Any
 
 import aiormq
 from aiormq.abc import AbstractChannel, AbstractConnection, DeliveredMessage
 from pamqp import commands as spec
-
-from push_service.config import Settings, redact_url
-from push_service.errors import ConfigError
-
-EXIT_BROKER = 1
-EXIT_USAGE = 2
-BROKER_ERRORS = (aiormq.exceptions.AMQPError, ConnectionError, OSError, RuntimeError)
-
-
-class ScriptError(Exception):
-    """A failure to report on one line; `code` is the exit status."""
-
-    def __init__(self, message: str, code: int = EXIT_BROKER) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-@dataclass(frozen=True)
-class Target:
-    url: str
-    queue: str
-    timeout: float
-
-    @property
-    def shown_url(self) -> str:
-        return redact_url(self.url)
-
-    def scrub(self, text: str) -> str:
-        """Remove the URL's password from a text that may quote it (errors, reprs)."""
-        password = urlsplit(self.url).password
-        return text.replace(password, "***") if password else text
-
-
-def resolve_target(args: argparse.Namespace) -> Target:
-    try:
-        settings = Settings.from_env()
-    except ConfigError as exc:
-        raise ScriptError(f"configuration error: {exc}", EXIT_USAGE) from None
-    url = args.url or settings.rabbitmq_url
-    if urlsplit(url).scheme not in ("amqp", "amqps"):
-        raise ScriptError(f"--url must be an amqp:// or amqps:// URL, got {redact_url(url)!r}", 2)
-    return Target(url=url, queue=args.queue or settings.rabbitmq_queue_name, timeout=args.timeout)
-
-
-async def connect(target: Target) -> AbstractConnection:
-    try:
-        async with asyncio.timeout(target.timeout):
-            return await aiormq.connect(target.url)
-    except TimeoutError:
-        raise ScriptError(
-            f"cannot connect to RabbitMQ at {target.shown_url}: no answer in {target.timeout:g}s"
-        ) from None
-    except BROKER_ERRORS as exc:
-        detail = target.scrub(str(exc) or type(exc).__name__)
-        raise ScriptError(
-            f"cannot connect to RabbitMQ at {target.shown_url}: {type(exc).__name__}: {detail}"
-        ) from None
+from script_support import (
+    BROKER_ERRORS,
+    EXIT_BROKER,
+    ScriptError,
+    broker_error,
+    close_quietly,
+    connect,
+    resolve_target,
+    run_script,
+)
 
 
 async def queue_state(connection: AbstractConnection, queue: str, timeout: float) -> dict[str, Any]:
@@ -219,14 +168,9 @@ async def run(args: argparse.Namespace) -> int:
     except TimeoutError:
         raise ScriptError(f"RabbitMQ at {target.shown_url} did not answer in time") from None
     except BROKER_ERRORS as exc:
-        detail = target.scrub(str(exc) or type(exc).__name__)
-        raise ScriptError(f"RabbitMQ error: {type(exc).__name__}: {detail}") from None
+        raise broker_error(target, exc) from None
     finally:
-        try:
-            async with asyncio.timeout(target.timeout):
-                await connection.close()
-        except (TimeoutError, *BROKER_ERRORS):
-            pass
+        await close_quietly(connection, target.timeout)
 
 
 def positive(text: str) -> int:
@@ -273,23 +217,9 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
-def fail(message: str, code: int) -> NoReturn:
-    print(f"rabbitmq_inspector: error: {message}", file=sys.stderr)
-    raise SystemExit(code)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    # aiormq logs connection failures itself; this script reports them on one line.
-    logging.getLogger("aiormq").setLevel(logging.DEBUG if args.verbose else logging.CRITICAL)
-    if args.verbose:
-        logging.basicConfig(level=logging.DEBUG)
-    try:
-        return asyncio.run(run(args))
-    except ScriptError as exc:
-        fail(str(exc), exc.code)
-    except KeyboardInterrupt:
-        fail("interrupted", 130)
+    return run_script("rabbitmq_inspector", args.verbose, lambda: asyncio.run(run(args)))
 
 
 if __name__ == "__main__":
