@@ -79,6 +79,7 @@ class BrokerSupervisor:
     async def _run(self) -> None:
         failures = 0
         while not self._stopping.is_set():
+            sessions = self.sessions
             try:
                 await self._session()
             except asyncio.CancelledError:
@@ -91,7 +92,9 @@ class BrokerSupervisor:
             except Exception as exc:
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.exception("unexpected error in the RabbitMQ session")
-            failures = 0 if self.consuming else failures + 1
+            # Back off harder only while connecting keeps failing; a session that got
+            # as far as consuming starts the count again.
+            failures = 0 if self.sessions > sessions else failures + 1
             self._set_consuming(False)
             if self._stopping.is_set():
                 break
