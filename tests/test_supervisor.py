@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 from aiormq.abc import AbstractChannel
@@ -25,6 +25,10 @@ class Recorder:
 
     async def drain(self, grace: float) -> None:
         self.drained.append(grace)
+
+
+def _reconnected(supervisor: BrokerSupervisor, sessions: int) -> Callable[[], bool]:
+    return lambda: supervisor.sessions > sessions and supervisor.consuming
 
 
 @pytest.fixture
@@ -66,11 +70,10 @@ async def test_every_forced_disconnect_reconnects_promptly(
     supervisor, recorder = supervised
     await wait_until(lambda: supervisor.consuming, 10, message="consuming")
     for cycle in range(1, 6):
-        before = supervisor.sessions
         started = time.monotonic()
         rabbitmqctl("close_all_connections", "supervisor test")
         await wait_until(
-            lambda before=before: supervisor.sessions > before and supervisor.consuming,
+            _reconnected(supervisor, supervisor.sessions),
             20,
             interval=0.02,
             message=f"reconnect {cycle}",
