@@ -57,35 +57,9 @@ class Runtime:
         s = self.settings
         self.push_session = make_session(self.policy, s.push_concurrency, s.push_timeout_seconds)
         self.user_session = aiohttp.ClientSession()
-        users = UserServiceClient(
-            self.user_session,
-            s.user_service_url,
-            s.user_service_deactivate_path,
-            RetryPolicy(max_tries=5, max_seconds=s.user_service_max_seconds),
-            timeout=s.user_service_timeout_seconds,
+        self.consumer = Consumer(
+            self._consumer_limits(), self._delivery(), self.policy, self.metrics
         )
-        delivery = Delivery(
-            WebPushSender(self.push_session, self.signer, self.policy),
-            self.store,
-            users,
-            self.metrics,
-            push_retry=RetryPolicy(
-                max_tries=s.push_retry_max_tries,
-                max_seconds=s.push_retry_max_seconds,
-                retry_after_cap=s.push_retry_after_cap_seconds,
-            ),
-            default_ttl=s.push_default_ttl_seconds,
-            concurrency=s.push_concurrency,
-        )
-        limits = ConsumerLimits(
-            queue=s.rabbitmq_queue_name,
-            prefetch=s.consumer_prefetch,
-            max_deliveries=s.max_delivery_attempts,
-            max_message_bytes=s.max_message_bytes,
-            max_devices=s.max_devices_per_message,
-            publish_timeout=s.publish_timeout_seconds,
-        )
-        self.consumer = Consumer(limits, delivery, self.policy, self.metrics)
         self.supervisor = BrokerSupervisor(
             s.rabbitmq_url,
             queue=s.rabbitmq_queue_name,
@@ -101,6 +75,42 @@ class Runtime:
         await self.loop_monitor.start()
         await self.supervisor.start()
         await self._redis_ok()  # a wrong REDIS_URL or password is logged at start-up
+
+    def _delivery(self) -> Delivery:
+        s = self.settings
+        assert self.push_session is not None
+        assert self.user_session is not None
+        users = UserServiceClient(
+            self.user_session,
+            s.user_service_url,
+            s.user_service_deactivate_path,
+            RetryPolicy(max_tries=5, max_seconds=s.user_service_max_seconds),
+            timeout=s.user_service_timeout_seconds,
+        )
+        return Delivery(
+            WebPushSender(self.push_session, self.signer, self.policy),
+            self.store,
+            users,
+            self.metrics,
+            push_retry=RetryPolicy(
+                max_tries=s.push_retry_max_tries,
+                max_seconds=s.push_retry_max_seconds,
+                retry_after_cap=s.push_retry_after_cap_seconds,
+            ),
+            default_ttl=s.push_default_ttl_seconds,
+            concurrency=s.push_concurrency,
+        )
+
+    def _consumer_limits(self) -> ConsumerLimits:
+        s = self.settings
+        return ConsumerLimits(
+            queue=s.rabbitmq_queue_name,
+            prefetch=s.consumer_prefetch,
+            max_deliveries=s.max_delivery_attempts,
+            max_message_bytes=s.max_message_bytes,
+            max_devices=s.max_devices_per_message,
+            publish_timeout=s.publish_timeout_seconds,
+        )
 
     async def stop(self) -> None:
         """Consumer first (drain within the grace period), then HTTP sessions, then Redis."""

@@ -55,7 +55,10 @@ class UserServiceClient:
 
     async def _post(self, body: dict[str, object]) -> int:
         try:
-            async with self.session.post(self.url, json=body, timeout=self.timeout) as response:
+            # A redirect would turn the POST into a GET (303) or resend it elsewhere: refuse.
+            async with self.session.post(
+                self.url, json=body, timeout=self.timeout, allow_redirects=False
+            ) as response:
                 if response.status >= 500:
                     raise _Retryable(f"HTTP {response.status}")
                 return response.status
