@@ -116,3 +116,11 @@ async def test_not_configured_is_skipped(session: aiohttp.ClientSession) -> None
 async def test_url_joins_base_and_path_with_one_slash(session: aiohttp.ClientSession) -> None:
     for base, path in [("http://u/", "/p"), ("http://u", "p"), ("http://u/", "p")]:
         assert UserServiceClient(session, base, path, QUICK).url == "http://u/p"
+
+
+async def test_a_redirect_is_not_followed(session: aiohttp.ClientSession) -> None:
+    async with stub_server([(307, {"Location": "/elsewhere"})]) as users:
+        client = UserServiceClient(session, users.base_url, "/deactivate", QUICK)
+        outcome = await client.deactivate("u1", "https://push.example/x", "gone", 410)
+    assert outcome == "failed: HTTP 307"
+    assert [r["path"] for r in users.requests] == ["/deactivate"]
