@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
@@ -23,8 +24,9 @@ from push_service.endpoints import EndpointPolicy
 from push_service.errors import BrokerUnavailable, EndpointNotAllowed, ValidationError
 from push_service.limits import ClientAddress, RateLimiter
 from push_service.metrics import Metrics
-from push_service.models import ID_PATTERN, parse_subscription
+from push_service.models import ID_PATTERN, Device, parse_subscription
 from push_service.status import RedisUnavailable, StatusStore
+from push_service.vapid import b64url_encode
 
 log = logging.getLogger(__name__)
 
@@ -129,32 +131,20 @@ class Api:
         return ORJSONResponse({"public_key": self.s.vapid_public_key})
 
     async def subscribe(self, request: Request) -> Response:
-        allowed, retry_after = self.s.rate_limiter.hit(self.s.client_address(request))
-        if not allowed:
-            return error(
-                429,
-                "rate_limited",
-                "too many subscriptions from this address",
-                {"Retry-After": str(retry_after)},
-            )
-        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if content_type != "application/json":
-            return error(415, "unsupported_media_type", "Content-Type must be application/json")
-        body = await request.body()  # size bounded by BodyLimitMiddleware
+        refusal = self._refuse(request)
+        if refusal is not None:
+            return refusal
         try:
-            device, user_id = parse_subscription(body, self.s.policy)
-            async with asyncio.timeout(RESOLVE_TIMEOUT_SECONDS):
-                await self.s.policy.check_resolved(device.host)
+            device, user_id = await self._validated(await request.body())
         except ValidationError as exc:
             return error(400 if exc.code == "invalid_json" else 422, exc.code, exc.detail)
         except EndpointNotAllowed as exc:
             return error(422, "endpoint_not_allowed", exc.detail)
-        except TimeoutError:
-            log.info("subscribe: DNS check of %s timed out; left to send time", device.host)
         notification_id = str(uuid.uuid4())
-        message = self._welcome(request, notification_id, user_id, orjson.loads(body))
         try:
-            await self.s.publish(message, notification_id)
+            await self.s.publish(
+                self._welcome(request, notification_id, user_id, device), notification_id
+            )
         except BrokerUnavailable as exc:
             log.warning("subscribe: could not queue the welcome notification: %s", exc)
             return error(
@@ -172,23 +162,45 @@ class Api:
             202,
         )
 
+    def _refuse(self, request: Request) -> Response | None:
+        """The rate limit and the content type, checked before the body is read."""
+        allowed, retry_after = self.s.rate_limiter.hit(self.s.client_address(request))
+        if not allowed:
+            return error(
+                429,
+                "rate_limited",
+                "too many subscriptions from this address",
+                {"Retry-After": str(retry_after)},
+            )
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type != "application/json":
+            return error(415, "unsupported_media_type", "Content-Type must be application/json")
+        return None
+
+    async def _validated(self, body: bytes) -> tuple[Device, str | None]:
+        """Parse the subscription (body size is bounded by BodyLimitMiddleware) and vet DNS."""
+        device, user_id = parse_subscription(body, self.s.policy)
+        try:
+            async with asyncio.timeout(RESOLVE_TIMEOUT_SECONDS):
+                await self.s.policy.check_resolved(device.host)
+        except TimeoutError:
+            log.info("subscribe: DNS check of %s timed out; left to send time", device.host)
+        return device, user_id
+
     def _welcome(
-        self, request: Request, notification_id: str, user_id: str | None, sub: dict[str, Any]
+        self, request: Request, notification_id: str, user_id: str | None, device: Device
     ) -> bytes:
         action_url = self.s.welcome["action_url"]
         if action_url.startswith("/"):
             action_url = str(request.base_url).rstrip("/") + action_url
+        point = device.p256dh.public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
+        # Built from the validated device: nothing else from the body reaches the queue.
+        keys = {"p256dh": b64url_encode(point), "auth": b64url_encode(device.auth)}
         return orjson.dumps(
             {
                 "notification_id": notification_id,
                 "user_id": user_id,
-                # Only the validated fields: nothing else from the body reaches the queue.
-                "devices": [
-                    {
-                        "endpoint": sub["endpoint"],
-                        "keys": {"p256dh": sub["keys"]["p256dh"], "auth": sub["keys"]["auth"]},
-                    }
-                ],
+                "devices": [{"endpoint": device.endpoint, "keys": keys}],
                 "title": self.s.welcome["title"],
                 "body": self.s.welcome["body"],
                 "action_url": action_url,
