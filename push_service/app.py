@@ -158,7 +158,29 @@ class Runtime:
 def create_app(settings: Settings, private_key: ec.EllipticCurvePrivateKey) -> Starlette:
     """The ASGI app; its lifespan starts and stops the runtime (consumer included)."""
     runtime = Runtime(settings, private_key)
-    services = ApiServices(
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = Starlette(
+        routes=Api(api_services(runtime)).routes(),
+        middleware=middleware(settings),
+        lifespan=lifespan,
+        exception_handlers={HTTPException: http_error, Exception: server_error},
+    )
+    app.state.runtime = runtime
+    return app
+
+
+def api_services(runtime: Runtime) -> ApiServices:
+    """What the API may use of the runtime: the status store and a publisher, mostly."""
+    settings = runtime.settings
+    return ApiServices(
         store=runtime.store,
         publish=runtime.publish,
         policy=runtime.policy,
@@ -176,18 +198,12 @@ def create_app(settings: Settings, private_key: ec.EllipticCurvePrivateKey) -> S
         },
     )
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await runtime.start()
-        try:
-            yield
-        finally:
-            await runtime.stop()
 
+def middleware(settings: Settings) -> list[Middleware]:
     # CORS outermost, so that even a 413 from the body limit reaches the browser readable.
-    middleware = []
+    stack = []
     if settings.cors_allow_origins:
-        middleware.append(
+        stack.append(
             Middleware(
                 CORSMiddleware,
                 allow_origins=list(settings.cors_allow_origins),
@@ -196,12 +212,5 @@ def create_app(settings: Settings, private_key: ec.EllipticCurvePrivateKey) -> S
                 max_age=600,
             )
         )
-    middleware.append(Middleware(BodyLimitMiddleware, limit=settings.max_request_bytes))
-    app = Starlette(
-        routes=Api(services).routes(),
-        middleware=middleware,
-        lifespan=lifespan,
-        exception_handlers={HTTPException: http_error, Exception: server_error},
-    )
-    app.state.runtime = runtime
-    return app
+    stack.append(Middleware(BodyLimitMiddleware, limit=settings.max_request_bytes))
+    return stack

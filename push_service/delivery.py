@@ -140,25 +140,18 @@ class Delivery:
 
     async def push(self, n: Notification, device: Device, options: PushOptions) -> DeviceOutcome:
         """Push to one device with retries; never raises a PushError, returns the outcome."""
+        if len(n.payload) > MAX_PLAINTEXT_BYTES:
+            too_large = PayloadTooLarge(
+                f"payload is {len(n.payload)} bytes; at most {MAX_PLAINTEXT_BYTES} can be sent"
+            )
+            return await self._failed(n, device, too_large, 0)
         attempts = 0
 
         async def attempt() -> int:
             nonlocal attempts
             attempts += 1
-            async with self._sends:
-                self.metrics.in_flight.inc()
-                started = time.perf_counter()
-                try:
-                    return await self.sender.send(device, n.payload, options)
-                finally:
-                    self.metrics.in_flight.dec()
-                    self.metrics.push_latency.observe(time.perf_counter() - started)
+            return await self._send_once(n, device, options)
 
-        if len(n.payload) > MAX_PLAINTEXT_BYTES:
-            too_large = PayloadTooLarge(
-                f"payload is {len(n.payload)} bytes; at most {MAX_PLAINTEXT_BYTES} can be sent"
-            )
-            return await self._failed(n, device, too_large, attempts)
         try:
             status = await call_with_retries(attempt, self.push_retry)
         except PushError as exc:
@@ -166,6 +159,19 @@ class Delivery:
         finally:
             if attempts > 1:
                 self.metrics.retries.inc(attempts - 1)
+        return self._sent(n, device, status, attempts)
+
+    async def _send_once(self, n: Notification, device: Device, options: PushOptions) -> int:
+        async with self._sends:
+            self.metrics.in_flight.inc()
+            started = time.perf_counter()
+            try:
+                return await self.sender.send(device, n.payload, options)
+            finally:
+                self.metrics.in_flight.dec()
+                self.metrics.push_latency.observe(time.perf_counter() - started)
+
+    def _sent(self, n: Notification, device: Device, status: int, attempts: int) -> DeviceOutcome:
         self.metrics.pushes.inc(outcome="sent", host=device.host)
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
