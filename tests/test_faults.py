@@ -74,7 +74,7 @@ async def broker_stopped() -> AsyncIterator[None]:
 async def test_nothing_lost_across_broker_and_redis_faults(
     service_factory: ServiceFactory, rabbit: Rabbit, redis_client: redis.Redis
 ) -> None:
-    total = 2000
+    total = 3000
     async with push_sink(delay=0.005) as sink:
         service = await service_factory(CONSUMER_PREFETCH="50", PUSH_CONCURRENCY="64")
         keys = device_keys()
