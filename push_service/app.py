@@ -105,6 +105,7 @@ class Runtime:
         s = self.settings
         return ConsumerLimits(
             queue=s.rabbitmq_queue_name,
+            queue_type=s.rabbitmq_queue_type,
             prefetch=s.consumer_prefetch,
             max_deliveries=s.max_delivery_attempts,
             max_message_bytes=s.max_message_bytes,

@@ -12,7 +12,7 @@ from aiormq.abc import AbstractChannel, AbstractConnection
 from pamqp import commands as spec
 from pamqp.common import FieldValue
 
-from push_service.errors import BrokerUnavailable
+from push_service.errors import BrokerUnavailable, Unroutable
 
 AMQP_ERRORS = (aiormq.exceptions.AMQPError, ConnectionError, OSError, RuntimeError)
 
@@ -64,11 +64,15 @@ async def publish_confirmed(
     )
     try:
         async with asyncio.timeout(timeout):
+            # mandatory: a message no queue takes (the queue was deleted) comes back as an
+            # error; without it the broker confirms the message and drops it.
             confirmation = await channel.basic_publish(
-                body, routing_key=routing_key, properties=properties
+                body, routing_key=routing_key, properties=properties, mandatory=True
             )
     except TimeoutError:
         raise BrokerUnavailable("RabbitMQ did not confirm the publish in time") from None
+    except aiormq.exceptions.PublishError:
+        raise Unroutable(f"no queue took the message for {routing_key}") from None
     except AMQP_ERRORS as exc:
         raise BrokerUnavailable(f"RabbitMQ publish failed: {type(exc).__name__}") from None
     if not isinstance(confirmation, spec.Basic.Ack):

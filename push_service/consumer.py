@@ -18,10 +18,10 @@ from enum import Enum
 
 from aiormq.abc import AbstractChannel, DeliveredMessage
 
-from push_service.broker import AMQP_ERRORS, publish_confirmed
+from push_service.broker import AMQP_ERRORS, declare_topology, publish_confirmed
 from push_service.delivery import Delivery
 from push_service.endpoints import EndpointPolicy
-from push_service.errors import BrokerUnavailable, ValidationError
+from push_service.errors import BrokerUnavailable, Unroutable, ValidationError
 from push_service.metrics import Metrics
 from push_service.models import Notification, parse_notification, peek_notification_id
 from push_service.status import RedisUnavailable
@@ -44,6 +44,7 @@ class Settle(Enum):
 @dataclass(frozen=True)
 class ConsumerLimits:
     queue: str
+    queue_type: str = "classic"
     prefetch: int = 256
     max_deliveries: int = 5
     max_message_bytes: int = 8 * 1024 * 1024
@@ -229,14 +230,7 @@ class Consumer:
         }
         if notification_id:
             headers["x-notification-id"] = notification_id
-        await publish_confirmed(
-            message.channel,
-            f"{self.limits.queue}.dlq",
-            message.body,
-            timeout=self.limits.publish_timeout,
-            headers=headers,
-            message_id=message.header.properties.message_id,
-        )
+        await self._publish_dead_letter(message, headers)
         if notification_id:
             await self.delivery.stored(lambda: self.store.fail(notification_id, reason))
         self.metrics.dead_lettered.inc(reason=code)
@@ -247,6 +241,32 @@ class Consumer:
             extra={"notification_id": notification_id, "reason": code},
         )
         return Settle.ACK
+
+    async def _publish_dead_letter(
+        self, message: DeliveredMessage, headers: dict[str, str | int]
+    ) -> None:
+        async def publish() -> None:
+            await publish_confirmed(
+                message.channel,
+                f"{self.limits.queue}.dlq",
+                message.body,
+                timeout=self.limits.publish_timeout,
+                headers=headers,
+                message_id=message.header.properties.message_id,
+            )
+
+        try:
+            await publish()
+        except Unroutable:
+            # Someone deleted the DLQ: declare it again rather than requeue in a loop.
+            log.warning("%s.dlq is missing; declaring the queues again", self.limits.queue)
+            await declare_topology(
+                message.channel,
+                self.limits.queue,
+                self.limits.queue_type,
+                self.limits.max_deliveries,
+            )
+            await publish()
 
     def _observe_latency(self, message: DeliveredMessage) -> None:
         published = message.header.properties.timestamp

@@ -81,3 +81,7 @@ class TransientPushError(PushError):
 
 class BrokerUnavailable(PushServiceError):
     """RabbitMQ is not connected, or did not confirm a publish in time."""
+
+
+class Unroutable(BrokerUnavailable):
+    """The broker returned a message no queue took: its queue does not exist (any more)."""

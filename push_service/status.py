@@ -38,6 +38,10 @@ if created == 1 then
 end
 redis.call('EXPIRE', key, ARGV[2])
 if created == 1 then return {} end
+-- The same id again with more devices: the total must cover them, or counts exceed it.
+if tonumber(ARGV[5]) > tonumber(redis.call('HGET', key, 'devices_total') or '0') then
+  redis.call('HSET', key, 'devices_total', ARGV[5])
+end
 local done = {}
 for _, field in ipairs(redis.call('HKEYS', key)) do
   if string.sub(field, 1, 2) == 'd:' then table.insert(done, string.sub(field, 3)) end

@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 JWT_LIFETIME_SECONDS = 12 * 3600  # RFC 8292 allows up to 24 h; Apple rejects more.
 JWT_RENEW_BEFORE_SECONDS = 3600
 _MAX_CACHED_ORIGINS = 1024
+# Standard base64 (DER) may contain "/": such a value is a key, not a path.
+_BASE64_KEY = re.compile(r"[A-Za-z0-9+/_-]{40,}={0,2}")
 _EMAIL = re.compile(r"^[^@\s:/]+@([^@\s:/]+\.[^@\s:/]+|localhost)$")
 
 
@@ -70,9 +72,11 @@ def parse_private_key(value: str) -> ec.EllipticCurvePrivateKey:
     text = value.strip()
     if "-----BEGIN" not in text and ("/" in text or text.endswith(".pem")):
         path = Path(text)
-        if not path.is_file():
-            raise ValueError(f"no such key file: {path}")
-        text = path.read_text(encoding="utf-8").strip()
+        if path.is_file():
+            text = path.read_text(encoding="utf-8").strip()
+        elif not _BASE64_KEY.fullmatch(text):
+            # Never repeat the value: it may be a mistyped key, and this message is printed.
+            raise ValueError("neither a key nor the path of a readable key file")
     if "-----BEGIN" in text:
         key = serialization.load_pem_private_key(text.replace("\\n", "\n").encode(), None)
     else:

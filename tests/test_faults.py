@@ -412,3 +412,27 @@ async def test_a_redis_outage_longer_than_a_call_timeout_loses_nothing(
     assert left == 0
     assert set(sink.hits) == set(ids)
     assert sink.total == len(ids)  # held, not requeued: nothing pushed twice
+
+
+async def test_a_deleted_dlq_is_declared_again_and_nothing_is_lost(
+    service_factory: ServiceFactory, rabbit: Rabbit
+) -> None:
+    """Dead-lettering publishes with `mandatory`: with the DLQ deleted under a running
+    service, the broker returns the message instead of dropping it, and the consumer
+    declares the queues again and dead-letters it there."""
+    service = await service_factory()
+    dlq = f"{service.queue}.dlq"
+    await rabbit.delete(dlq)
+    await rabbit.publish(service.queue, b"{not json")
+
+    async def dead_lettered() -> bool:
+        try:
+            return await rabbit.count(dlq) == 1
+        except Exception:  # the DLQ does not exist yet (passive declare fails)
+            return False
+
+    await wait_until(dead_lettered, 20, interval=0.2, message="the DLQ back, with the message")
+    dead = await rabbit.get(dlq)
+    assert dead is not None
+    assert dead.body == b"{not json"
+    assert "is missing; declaring the queues again" in service.logs()
