@@ -232,14 +232,19 @@ async def stub_server(
         stub.answers = answers
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", stub.handle)
-    runner = web.AppRunner(app, access_log=None)
+    async with serve_app(app) as stub.base_url:
+        yield stub
+
+
+@contextlib.asynccontextmanager
+async def serve_app(app: web.Application, **runner_options: Any) -> AsyncIterator[str]:
+    """Serve an aiohttp app on a free loopback port; yields its base URL."""
+    runner = web.AppRunner(app, access_log=None, **runner_options)
     await runner.setup()
     port = free_port()
-    site = web.TCPSite(runner, "127.0.0.1", port)
-    await site.start()
-    stub.base_url = f"http://127.0.0.1:{port}"
+    await web.TCPSite(runner, "127.0.0.1", port).start()
     try:
-        yield stub
+        yield f"http://127.0.0.1:{port}"
     finally:
         await runner.cleanup()
 
@@ -400,15 +405,8 @@ async def push_sink(delay: float = 0.0) -> AsyncIterator[PushSink]:
     sink = PushSink(delay=delay)
     app = web.Application()
     app.router.add_post("/push/{name}", sink.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    sink.base_url = f"http://127.0.0.1:{port}"
-    try:
+    async with serve_app(app) as sink.base_url:
         yield sink
-    finally:
-        await runner.cleanup()
 
 
 def rabbitmqctl(*args: str) -> str:

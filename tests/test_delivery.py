@@ -28,7 +28,14 @@ from push_service.status import DeviceOutcome, StatusStore, connect
 from push_service.users import UserServiceClient
 from push_service.vapid import VapidSigner, generate_private_key
 from push_service.webpush import WebPushSender, make_session
-from tests.support import REDIS_URL, StubServer, device_keys, free_port, stub_server, unique
+from tests.support import (
+    REDIS_URL,
+    StubServer,
+    device_keys,
+    serve_app,
+    stub_server,
+    unique,
+)
 
 # The stubs listen on loopback: only an exactly listed host may be private.
 POLICY = EndpointPolicy(("127.0.0.1",), allow_http=True)
@@ -69,15 +76,8 @@ async def path_push_service() -> AsyncIterator[PathPushService]:
     service = PathPushService()
     app = web.Application()
     app.router.add_post("/push/{name}", service.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    service.base_url = f"http://127.0.0.1:{port}"
-    try:
+    async with serve_app(app) as service.base_url:
         yield service
-    finally:
-        await runner.cleanup()
 
 
 # --- fixtures -------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from tests.support import (
     Service,
     VapidPair,
     device_keys,
-    free_port,
+    serve_app,
     service_env,
     unique,
     wait_until,
@@ -157,15 +157,8 @@ async def silent_push_service() -> AsyncIterator[SilentPushService]:
     app = web.Application()
     app.router.add_post("/push/{name}", service.handle)
     # Cancelled when the client goes away, so that cleanup does not wait out the minute.
-    runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    service.base_url = f"http://127.0.0.1:{port}"
-    try:
+    async with serve_app(app, handler_cancellation=True) as service.base_url:
         yield service
-    finally:
-        await runner.cleanup()
 
 
 async def test_a_second_sigterm_during_a_long_drain_exits_at_once(
