@@ -76,6 +76,41 @@ class VapidPair:
         return cls(private_key_raw_b64(key), public_key_b64(key))
 
 
+# --- status records ---------------------------------------------------------------------
+
+
+FINAL = ("sent", "failed")
+
+
+async def notification_record(base_url: str, notification_id: str) -> dict[str, Any] | None:
+    """`GET /notifications/{id}`: the record, or None while it is unknown (404)."""
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{base_url}/notifications/{notification_id}") as response:
+            if response.status == 404:
+                return None
+            assert response.status == 200, await response.text()
+            record: dict[str, Any] = await response.json()
+            return record
+
+
+async def final_record(base_url: str, notification_id: str, timeout: float = 30) -> dict[str, Any]:
+    """Wait until the API reports the notification `sent` or `failed`; returns the record."""
+
+    async def done() -> dict[str, Any] | None:
+        record = await notification_record(base_url, notification_id)
+        return record if record and record["status"] in FINAL else None
+
+    return await wait_until(done, timeout, message=f"{notification_id} to finish")
+
+
+async def stored_record(client: Any, prefix: str, notification_id: str) -> dict[str, Any]:
+    """The record read straight from Redis, as a peer service would; {} when absent."""
+    from push_service.status import to_record
+
+    raw = await client.hgetall(f"{prefix}notification:{notification_id}")
+    return to_record(raw) if raw else {}
+
+
 # --- RabbitMQ ---------------------------------------------------------------------------
 
 

@@ -14,12 +14,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import orjson
 import pytest
 
 from tests.conftest import ServiceFactory
-from tests.support import ROOT, PushServer, VapidPair, wait_until
+from tests.support import ROOT, PushServer, VapidPair, notification_record, wait_until
 
 playwright_api = pytest.importorskip("playwright.async_api")
 
@@ -85,12 +84,6 @@ async def browser() -> AsyncIterator[Any]:
             await browser.close()
 
 
-async def record_of(base_url: str, notification_id: str) -> dict[str, Any] | None:
-    async with aiohttp.ClientSession() as session:
-        async with session.get(f"{base_url}/notifications/{notification_id}") as response:
-            return await response.json() if response.status == 200 else None
-
-
 async def test_page_subscribes_through_the_api_and_shows_a_pushed_notification(
     service_factory: ServiceFactory,
     pushserver: PushServer,
@@ -153,7 +146,7 @@ async def test_page_subscribes_through_the_api_and_shows_a_pushed_notification(
     assert len(calls) == 1 and calls[0]["userVisibleOnly"] is True
     server_key = base64.urlsafe_b64decode(vapid.public + "==")
     assert bytes(calls[0]["applicationServerKey"]) == server_key
-    record = await record_of(origin, notification_id)
+    record = await notification_record(origin, notification_id)
     assert record is not None and record["status"] == "sent"
     received = await pushserver.messages(client_hash)
     assert [m["notification_id"] for m in received] == [notification_id]

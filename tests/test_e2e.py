@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
-import aiohttp
-
 from tests.conftest import ServiceFactory
-from tests.support import PushServer, Rabbit, VapidPair, stub_server, unique, wait_until
-
-
-async def status_of(service_url: str, notification_id: str) -> dict | None:
-    async with aiohttp.ClientSession() as session:
-        async with session.get(f"{service_url}/notifications/{notification_id}") as response:
-            if response.status == 404:
-                return None
-            assert response.status == 200
-            return await response.json()
-
-
-async def final_status(service_url: str, notification_id: str, timeout: float = 20) -> dict:
-    async def done() -> dict | None:
-        record = await status_of(service_url, notification_id)
-        return record if record and record["status"] in ("sent", "failed") else None
-
-    return await wait_until(done, timeout, message=f"{notification_id} to finish")
+from tests.support import (
+    PushServer,
+    Rabbit,
+    VapidPair,
+    final_record,
+    stub_server,
+    unique,
+    wait_until,
+)
 
 
 def message(notification_id: str, subscription: dict, **extra: object) -> dict:
@@ -45,7 +34,7 @@ async def test_queue_message_is_delivered_decrypted_and_recorded_sent(
     notification_id = unique("n")
     await rabbit.publish(service.queue, message(notification_id, subscription, urgency="high"))
 
-    record = await final_status(service.base_url, notification_id)
+    record = await final_record(service.base_url, notification_id, 20)
 
     assert record["status"] == "sent"
     assert record["sent"] == 1 and record["failed"] == 0
@@ -74,7 +63,7 @@ async def test_expired_subscription_fails_and_user_service_is_told(
         notification_id = unique("n")
         await rabbit.publish(service.queue, message(notification_id, subscription))
 
-        record = await final_status(service.base_url, notification_id)
+        record = await final_record(service.base_url, notification_id, 20)
 
         assert record["status"] == "failed"
         device = record["devices"][0]
@@ -103,8 +92,8 @@ async def test_bad_messages_do_not_stall_the_consumer(
     good = unique("n")
     await rabbit.publish(service.queue, message(good, subscription))
 
-    assert (await final_status(service.base_url, good))["status"] == "sent"
-    bad = await final_status(service.base_url, missing_devices)
+    assert (await final_record(service.base_url, good, 20))["status"] == "sent"
+    bad = await final_record(service.base_url, missing_devices, 20)
     assert bad["status"] == "failed"
     assert bad["reason"].startswith("invalid_devices")
     assert len(await pushserver.messages(client_hash)) == 1

@@ -24,6 +24,7 @@ from tests.support import (
     device_keys,
     push_sink,
     rabbitmqctl,
+    stored_record,
     stub_server,
     unique,
     wait_until,
@@ -47,13 +48,6 @@ async def statuses(client: redis.Redis, service: Service, ids: list[str]) -> lis
         for notification_id in ids:
             pipe.hget(f"{service.prefix}notification:{notification_id}", "status")
         return await pipe.execute()
-
-
-async def record(client: redis.Redis, service: Service, notification_id: str) -> dict:
-    from push_service.status import to_record
-
-    raw = await client.hgetall(f"{service.prefix}notification:{notification_id}")
-    return to_record(raw) if raw else {}  # type: ignore[arg-type]  # decode_responses=True
 
 
 async def http_status(url: str) -> int:
@@ -188,7 +182,7 @@ async def test_503_forever_fails_within_the_bound(
 
 
 async def _final(client: redis.Redis, service: Service, notification_id: str) -> dict | None:
-    found = await record(client, service, notification_id)
+    found = await stored_record(client, service.prefix, notification_id)
     return found if found.get("status") in ("sent", "failed") else None
 
 
@@ -224,7 +218,7 @@ async def test_poison_messages_are_dead_lettered_with_reason(
             reasons[message.body] = str(message.header.properties.headers["x-death-reason"])
     for body, code in poison.items():
         assert reasons[body].startswith(code), (body[:40], reasons[body])
-    failed = await record(redis_client, service, "p1")
+    failed = await stored_record(redis_client, service.prefix, "p1")
     assert failed["status"] == "failed"
     assert failed["reason"].startswith("invalid_devices")
 

@@ -18,7 +18,16 @@ import pytest
 import redis.asyncio as redis
 
 from tests.conftest import ServiceFactory
-from tests.support import PushServer, Rabbit, Service, VapidPair, stub_server, unique, wait_until
+from tests.support import (
+    PushServer,
+    Rabbit,
+    Service,
+    VapidPair,
+    final_record,
+    stub_server,
+    unique,
+    wait_until,
+)
 
 LEVELS = {"debug", "info", "warning", "error", "critical"}
 _SAMPLE = re.compile(
@@ -56,17 +65,6 @@ async def http_post(url: str, body: bytes, content_type: str = "application/json
         async with session.post(url, data=body, headers=headers) as response:
             await response.read()
             return response.status
-
-
-async def final_status(service: Service, notification_id: str, timeout: float = 30) -> dict:
-    async def done() -> dict | None:
-        status, text = await http_get(f"{service.base_url}/notifications/{notification_id}")
-        if status != 200:
-            return None
-        record = json.loads(text)
-        return record if record["status"] in ("sent", "failed") else None
-
-    return await wait_until(done, timeout, message=f"{notification_id} to finish")
 
 
 def message(notification_id: str, *devices: dict, **extra: object) -> dict:
@@ -134,9 +132,9 @@ async def test_every_log_line_is_one_json_object(
     await rabbit.publish(service.queue, message(gone, gone_sub))
     await rabbit.publish(service.queue, {"notification_id": bad, "title": "no devices"})
     await rabbit.publish(service.queue, b"\xff\xfe not even utf-8")
-    assert (await final_status(service, good))["status"] == "sent"
-    assert (await final_status(service, gone))["status"] == "failed"
-    assert (await final_status(service, bad))["status"] == "failed"
+    assert (await final_record(service.base_url, good))["status"] == "sent"
+    assert (await final_record(service.base_url, gone))["status"] == "failed"
+    assert (await final_record(service.base_url, bad))["status"] == "failed"
     await service.stop()
 
     entries = log_lines(service)
@@ -161,7 +159,7 @@ async def test_log_level_warning_suppresses_info(
     good = unique("good")
     await rabbit.publish(service.queue, b"{not json")
     await rabbit.publish(service.queue, message(good, subscription))
-    assert (await final_status(service, good))["status"] == "sent"
+    assert (await final_record(service.base_url, good))["status"] == "sent"
     await wait_until(lambda: "dead-lettered" in service.logs(), message="the DLQ warning")
     await service.stop()
 
@@ -178,7 +176,7 @@ async def test_enable_debug_emits_debug_lines(
     subscription, _ = await pushserver.subscribe(vapid.public)
     good = unique("good")
     await rabbit.publish(service.queue, message(good, subscription))
-    assert (await final_status(service, good))["status"] == "sent"
+    assert (await final_record(service.base_url, good))["status"] == "sent"
 
     def debug_line() -> bool:
         return any(
@@ -208,7 +206,7 @@ async def test_metrics_after_deliveries(
         await rabbit.publish(service.queue, message(retried, flaky_sub))
         await rabbit.publish(service.queue, b"{not json")
         for notification_id in (good, gone, retried):
-            await final_status(service, notification_id)
+            await final_record(service.base_url, notification_id)
 
         async def dead_lettered() -> bool:
             return await rabbit.count(f"{service.queue}.dlq") == 1
@@ -351,9 +349,11 @@ async def test_secrets_never_reach_logs_health_or_metrics(
         await rabbit.publish(service.queue, message(vapid_bad, refusing))
         await rabbit.publish(service.queue, {"notification_id": bad, "title": "x", "devices": 1})
         await rabbit.publish(service.queue, b"{not json")
-        assert (await final_status(service, good))["status"] == "sent"
-        assert (await final_status(service, vapid_bad))["devices"][0]["reason"] == "vapid_rejected"
-        assert (await final_status(service, bad))["status"] == "failed"
+        assert (await final_record(service.base_url, good))["status"] == "sent"
+        assert (await final_record(service.base_url, vapid_bad))["devices"][0][
+            "reason"
+        ] == "vapid_rejected"
+        assert (await final_record(service.base_url, bad))["status"] == "failed"
 
         # 4xx answers of /subscribe.
         subscribe = f"{service.base_url}/subscribe"

@@ -11,9 +11,8 @@ import aiohttp
 import pytest
 import redis.asyncio as redis
 
-from push_service.status import to_record
 from tests.conftest import ServiceFactory
-from tests.support import Rabbit, device_keys, push_sink, unique, wait_until
+from tests.support import Rabbit, device_keys, push_sink, stored_record, unique, wait_until
 
 
 def loopback_hostname() -> str | None:
@@ -70,8 +69,7 @@ async def test_hostile_endpoints_in_queue_messages_never_get_a_request(
         )
 
         async def finished() -> dict | None:
-            raw = await redis_client.hgetall(f"{service.prefix}notification:{notification_id}")
-            record = to_record(raw) if raw else {}  # type: ignore[arg-type]
+            record = await stored_record(redis_client, service.prefix, notification_id)
             return record if record.get("status") in ("sent", "failed") else None
 
         record = await wait_until(finished, 30, message="the outcome")
