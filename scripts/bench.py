@@ -211,10 +211,14 @@ async def drain(service: Service, total: int, timeout: float) -> float:
     """Seconds from consuming until `total` messages have their outcome recorded."""
     service.start()
     service.wait_consuming()
+    return await wait_consumed(service, total, timeout)
+
+
+async def wait_consumed(service: Service, total: int, timeout: float) -> float:
+    """Seconds until the service has finished `total` messages; fails after `timeout`."""
     started = time.perf_counter()
-    deadline = started + timeout
     while service.consumed() < total:
-        if time.perf_counter() > deadline:
+        if time.perf_counter() - started > timeout:
             raise RuntimeError(f"only {service.consumed()} of {total} done in {timeout}s")
         await asyncio.sleep(0.02)
     return time.perf_counter() - started
@@ -332,12 +336,7 @@ async def bench_fanout(args: argparse.Namespace, sink: bench_sink.Sink, out: Res
         idle_lag = service.metrics().get("push_event_loop_lag_max_seconds", 0.0)
         await publish_many(channel, service.queue, iter([message("fan", subs, args.payload)]))
     try:
-        started = time.perf_counter()
-        while service.consumed() < 1:
-            if time.perf_counter() - started > 300:
-                raise RuntimeError("fan-out did not finish in 300 s")
-            await asyncio.sleep(0.02)
-        elapsed = time.perf_counter() - started
+        elapsed = await wait_consumed(service, 1, timeout=300)
         metrics = service.metrics()
         lag = metrics.get("push_event_loop_lag_max_seconds", float("nan"))
         ticks = metrics.get("push_event_loop_lag_seconds_count", 0.0)
