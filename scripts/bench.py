@@ -6,6 +6,8 @@ process, keep-alive TLS) on loopback:
 
 - baselines (scripts/bench_baselines.py): pywebpush (sequential), Node's web-push
   (64 in flight) and the bare ceiling (http_ece + aiohttp, 64 in flight);
+- the issue's naive consumer (scripts/bench_consumer.py), with and without its two
+  Redis writes: what one process does with the least work per queue message;
 - throughput: N single-device messages already in RabbitMQ, one service process,
   until every outcome is in Redis and every message is acked;
 - latency: publish to push-service acceptance at a steady rate (default 500/s);
@@ -354,6 +356,40 @@ async def bench_fanout(args: argparse.Namespace, sink: bench_sink.Sink, out: Res
     )
 
 
+async def bench_naive(
+    args: argparse.Namespace, sink: bench_sink.Sink, out: Results, redis_writes: int
+) -> float:
+    """The issue's naive consumer (scripts/bench_consumer.py) on the same kind of backlog."""
+    name = f"naive{redis_writes}"
+    service = await with_backlog(args, sink, name, args.n)
+    bench_sink.sink_reset(sink.port, sink.cafile)
+    command = [
+        sys.executable, str(SCRIPTS / "bench_consumer.py"), "--queue", service.queue,
+        "-n", str(args.n), "--cafile", sink.cafile, "--prefix", service.prefix,
+        "--vapid-key", service.env["VAPID_PRIVATE_KEY"], "--prefetch", str(args.prefetch),
+        "--redis-writes", str(redis_writes),
+    ]  # fmt: skip
+    try:
+        proc = await asyncio.create_subprocess_exec(*command, stdout=subprocess.PIPE)
+        stdout, _ = await proc.communicate()
+        if proc.returncode != 0:
+            raise RuntimeError(f"naive consumer exited {proc.returncode}: {stdout[-500:]!r}")
+        result = orjson.loads(stdout.strip().splitlines()[-1])
+        stats = bench_sink.sink_stats(sink.port, sink.cafile)
+    finally:
+        await cleanup(service)
+    if stats["accepted"] < args.n:
+        raise RuntimeError(f"naive consumer: sink accepted {stats['accepted']} of {args.n}")
+    rate = float(result["rate"])
+    steps = " -> 2 Redis writes" if redis_writes == 2 else ""
+    out.add(
+        f"naive consumer{'' if redis_writes else ', no Redis'}",
+        f"{rate:,.0f} msg/s (consume -> encrypt -> POST{steps} -> ack, "
+        f"{result['cpu_s'] / args.n * 1e6:.0f} us CPU/msg)",
+    )
+    return rate
+
+
 def run_baselines(
     args: argparse.Namespace, sink: bench_sink.Sink, out: Results
 ) -> dict[str, float]:
@@ -379,9 +415,14 @@ async def main_async(args: argparse.Namespace) -> int:
     print(f"push_service benchmark (logs in {args.log_dir})", flush=True)
     with bench_sink.start_sink() as sink:
         rates = run_baselines(args, sink, out) if not args.skip_baselines else {}
+        if not args.skip_baselines:
+            rates["naive"] = await bench_naive(args, sink, out, redis_writes=2)
+            rates["naive-noredis"] = await bench_naive(args, sink, out, redis_writes=0)
         service_rate = await bench_throughput(args, sink, out)
         for name, label in (
             ("bare", "vs bare ceiling"),
+            ("naive", "vs naive consumer"),
+            ("naive-noredis", "vs naive consumer, no Redis"),
             ("node", "vs node web-push"),
             ("pywebpush-nosession", "vs pywebpush (plain webpush())"),
             ("pywebpush", "vs pywebpush (with a Session)"),

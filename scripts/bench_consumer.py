@@ -1,0 +1,141 @@
+#!/usr/bin/env python3
+"""The issue's naive consumer: what one process does with the least work per message.
+
+consume (manual ack) -> read the one device -> http_ece encrypt -> aiohttp POST
+(cached VAPID header) -> two Redis writes (`--redis-writes`) -> ack. No validation,
+no idempotency, no retries, no metrics: it drops what the service must not drop,
+so it is not a design to copy, only a floor to measure the service against. With
+`--redis-writes 0` it shows what RabbitMQ alone costs on top of the bare loop.
+
+scripts/bench.py runs it as a child on a queue that already holds the messages and
+reads the one JSON line it prints: {"n", "elapsed_s", "rate", "cpu_s"}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import ssl
+import sys
+import time
+from typing import Any
+
+import aiohttp
+import aiormq
+import http_ece
+import orjson
+import redis.asyncio as redis
+from aiormq.abc import DeliveredMessage
+from cryptography.hazmat.primitives.asymmetric import ec
+from pamqp import commands as spec
+from py_vapid import Vapid
+
+
+def b64u_decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class NaiveConsumer:
+    def __init__(self, args: argparse.Namespace, session: aiohttp.ClientSession) -> None:
+        self.args = args
+        self.session = session
+        # One connection per message in flight: redis-py refuses to wait for a free one.
+        self.redis = redis.Redis.from_url(args.redis_url, max_connections=args.prefetch)
+        self.curve = ec.SECP256R1()
+        self.headers: dict[str, str] = {}
+        self.acked = 0
+        self.errors = 0
+        self.done = asyncio.Event()
+
+    def vapid_headers(self, origin: str) -> dict[str, str]:
+        if not self.headers:
+            vapid = Vapid.from_raw(self.args.vapid_key.encode())
+            claims = {"sub": "mailto:bench@example.com", "aud": origin}
+            claims["exp"] = int(time.time()) + 12 * 3600  # type: ignore[assignment]
+            self.headers = {
+                "TTL": "60",
+                "Content-Encoding": "aes128gcm",
+                "Content-Type": "application/octet-stream",
+                **vapid.sign(claims),
+            }
+        return self.headers
+
+    async def handle(self, message: DeliveredMessage) -> None:
+        body = orjson.loads(message.body)
+        device = body["devices"][0]
+        fields = ("notification_id", "title", "body", "action_url")
+        payload = orjson.dumps({name: body.get(name) for name in fields})
+        encrypted = http_ece.encrypt(
+            payload,
+            private_key=ec.generate_private_key(self.curve),
+            dh=b64u_decode(device["keys"]["p256dh"]),
+            auth_secret=b64u_decode(device["keys"]["auth"]),
+            version="aes128gcm",
+        )
+        endpoint: str = device["endpoint"]
+        origin = endpoint.split("/push/")[0]
+        key = f"{self.args.prefix}{body['notification_id']}"
+        if self.args.redis_writes:
+            await self.redis.hset(key, mapping={"status": "processing"})
+        async with self.session.post(
+            endpoint, data=encrypted, headers=self.vapid_headers(origin)
+        ) as response:
+            await response.read()
+            if response.status != 201:
+                self.errors += 1
+        if self.args.redis_writes > 1:
+            await self.redis.hset(key, mapping={"status": "sent", "code": response.status})
+        delivery = message.delivery
+        assert isinstance(delivery, spec.Basic.Deliver)
+        assert delivery.delivery_tag is not None
+        await message.channel.basic_ack(delivery.delivery_tag)
+        self.acked += 1
+        if self.acked >= self.args.n:
+            self.done.set()
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    context = ssl.create_default_context(cafile=args.cafile)
+    connector = aiohttp.TCPConnector(ssl=context, limit=args.prefetch, limit_per_host=64)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        consumer = NaiveConsumer(args, session)
+        connection = await aiormq.connect(args.amqp_url)
+        channel = await connection.channel()
+        await channel.basic_qos(prefetch_count=args.prefetch)
+        started, cpu = time.perf_counter(), time.process_time()
+        await channel.basic_consume(args.queue, consumer.handle, no_ack=False)
+        await asyncio.wait_for(consumer.done.wait(), timeout=600)
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+        await connection.close()
+        await consumer.redis.aclose()
+    return {"n": args.n, "elapsed_s": elapsed, "rate": args.n / elapsed, "cpu_s": cpu,
+            "errors": consumer.errors}  # fmt: skip
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--queue", required=True)
+    parser.add_argument("-n", type=int, required=True, help="messages to consume")
+    parser.add_argument("--cafile", required=True, help="the sink's CA certificate")
+    parser.add_argument("--vapid-key", required=True, help="raw base64url private key")
+    parser.add_argument("--prefix", default=f"naive{os.getpid()}:", help="Redis key prefix")
+    parser.add_argument("--redis-writes", type=int, choices=(0, 1, 2), default=2)
+    parser.add_argument("--prefetch", type=int, default=256)
+    parser.add_argument("--amqp-url", default="amqp://guest:guest@127.0.0.1:5672/")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    args = parser.parse_args()
+    try:
+        import uvloop  # the service runs on uvloop too
+
+        result = uvloop.run(run(args))
+    except ImportError:
+        result = asyncio.run(run(args))
+    print(json.dumps(result), flush=True)
+    return 0 if result["errors"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
