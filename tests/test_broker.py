@@ -181,7 +181,8 @@ async def test_publish_confirmed_on_a_closed_channel_raises_at_once(
     started = time.monotonic()
     with pytest.raises(BrokerUnavailable):
         await publish_confirmed(channel, queue, b"{}", timeout=5.0, message_id="x")
-    assert time.monotonic() - started < 1.0  # raised, not waited out the timeout
+    # Raised, not waited out the 5 s timeout (half of it leaves room for a busy machine).
+    assert time.monotonic() - started < 2.5
 
 
 async def test_publish_confirmed_on_a_closed_connection_raises_at_once(queue: str) -> None:
@@ -192,7 +193,7 @@ async def test_publish_confirmed_on_a_closed_connection_raises_at_once(queue: st
     started = time.monotonic()
     with pytest.raises(BrokerUnavailable):
         await publish_confirmed(channel, queue, b"{}", timeout=5.0)
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 2.5
 
 
 async def test_publish_confirmed_to_a_missing_queue_is_an_error(
@@ -217,7 +218,7 @@ async def test_publisher_without_a_connection_raises_at_once(queue: str) -> None
     started = time.monotonic()
     with pytest.raises(BrokerUnavailable, match="not connected"):
         await publisher.publish(b"{}", "m")
-    assert time.monotonic() - started < 0.5
+    assert time.monotonic() - started < 2.5
 
 
 async def test_publisher_with_a_closed_connection_raises_at_once(queue: str) -> None:
@@ -227,7 +228,7 @@ async def test_publisher_with_a_closed_connection_raises_at_once(queue: str) -> 
     started = time.monotonic()
     with pytest.raises(BrokerUnavailable):
         await publisher.publish(b"{}", "m")
-    assert time.monotonic() - started < 0.5
+    assert time.monotonic() - started < 2.5
 
 
 async def test_publisher_publishes_on_the_providers_connection(

@@ -346,6 +346,21 @@ async def test_send_maps_answers_to_errors(
     assert info.value.status_code == answer[0]  # type: ignore[attr-defined]
 
 
+async def test_stub_push_service_takes_a_body_that_starts_like_json(
+    loopback_session: tuple[aiohttp.ClientSession, EndpointPolicy],
+) -> None:
+    # An aes128gcm body starts with a random salt; 1 in 256 begins with "{". The stub
+    # once tried to read such a body as JSON, answered 500 and failed the test above.
+    session, _ = loopback_session
+    async with stub_server([(201, {})]) as stub:
+        body = b"{" + os.urandom(100)
+        headers = {"Content-Type": "application/octet-stream"}
+        async with session.post(f"{stub.base_url}/p", data=body, headers=headers) as response:
+            assert response.status == 201
+    assert stub.requests[0]["body"] == body
+    assert stub.requests[0]["json"] is None
+
+
 async def test_send_429_carries_retry_after(
     loopback_session: tuple[aiohttp.ClientSession, EndpointPolicy], signer: VapidSigner
 ) -> None:
