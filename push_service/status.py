@@ -38,6 +38,11 @@ if created == 1 then
 end
 redis.call('EXPIRE', key, ARGV[2])
 if created == 1 then return {} end
+-- The record may have been written by a dead-lettered message with this id: fill in
+-- what that one could not know.
+if ARGV[4] ~= '' then redis.call('HSETNX', key, 'user_id', ARGV[4]) end
+redis.call('HSETNX', key, 'sent', 0)
+redis.call('HSETNX', key, 'failed', 0)
 -- The same id again with more devices: the total must cover them, or counts exceed it.
 if tonumber(ARGV[5]) > tonumber(redis.call('HGET', key, 'devices_total') or '0') then
   redis.call('HSET', key, 'devices_total', ARGV[5])

@@ -128,6 +128,18 @@ async def test_fail_marks_failed_but_never_overrides_sent(store: StatusStore) ->
     assert record["status"] == "sent" and "reason" not in record
 
 
+async def test_a_valid_message_after_a_dead_lettered_one_completes_the_record(
+    store: StatusStore,
+) -> None:
+    await store.fail("n11", "invalid_json: body is not valid JSON")
+    assert await store.begin("n11", "user-11", 1) == set()
+    assert await store.record("n11", [sent("a")]) == "sent"
+    record = await store.get("n11")
+    assert record is not None
+    assert record["user_id"] == "user-11"
+    assert (record["sent"], record["failed"], record["devices_total"]) == (1, 0, 1)
+
+
 async def test_fail_reason_is_bounded(store: StatusStore) -> None:
     await store.fail("n7", "x" * 5000)
     record = await store.get("n7")
