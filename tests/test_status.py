@@ -9,7 +9,14 @@ import orjson
 import pytest
 
 from push_service import status
-from push_service.status import DeviceOutcome, RedisUnavailable, StatusStore, connect, to_record
+from push_service.status import (
+    MAX_CONNECTIONS,
+    DeviceOutcome,
+    RedisUnavailable,
+    StatusStore,
+    connect,
+    to_record,
+)
 from tests.support import REDIS_URL, free_port, unique
 
 TTL = 3600
@@ -138,6 +145,15 @@ async def test_a_valid_message_after_a_dead_lettered_one_completes_the_record(
     assert record is not None
     assert record["user_id"] == "user-11"
     assert (record["sent"], record["failed"], record["devices_total"]) == (1, 0, 1)
+
+
+async def test_a_burst_of_reads_waits_for_connections_instead_of_failing(
+    store: StatusStore,
+) -> None:
+    # More callers at once than the pool has connections (GET /notifications under load).
+    await store.begin("n12", "u", 1)
+    records = await asyncio.gather(*(store.get("n12") for _ in range(3 * MAX_CONNECTIONS)))
+    assert all(record is not None and record["status"] == "processing" for record in records)
 
 
 async def test_fail_reason_is_bounded(store: StatusStore) -> None:
