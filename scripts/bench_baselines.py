@@ -201,6 +201,20 @@ def b64u_decode(data: str) -> bytes:
     return base64.urlsafe_b64decode(data + "=" * (-len(data) % 4))
 
 
+def push_headers(private_key: str, subject: str, origin: str, ttl: int = TTL) -> dict[str, str]:
+    """The headers of every push to `origin`: one VAPID JWT for the whole run (cached)."""
+    from py_vapid import Vapid
+
+    vapid = Vapid.from_raw(private_key.encode())
+    auth = vapid.sign({"sub": subject, "aud": origin, "exp": int(time.time()) + 12 * 3600})
+    return {
+        "TTL": str(ttl),
+        "Content-Encoding": "aes128gcm",
+        "Content-Type": "application/octet-stream",
+        **auth,
+    }
+
+
 def make_payload(i: int, size: int = PAYLOAD_SIZE) -> bytes:
     """The plaintext of message i: the service's notification JSON, padded to
     ``size`` bytes (identical to makePayload() in bench_node/baseline.js)."""
@@ -579,7 +593,6 @@ def _client_bare(cfg: dict[str, Any]) -> dict[str, Any]:
     import http_ece
     from cryptography.hazmat.primitives.asymmetric import ec
     from multidict import CIMultiDict
-    from py_vapid import Vapid
     from yarl import URL
 
     # The ceiling does only the per-message work: everything that can be prepared
@@ -593,18 +606,8 @@ def _client_bare(cfg: dict[str, Any]) -> dict[str, Any]:
     plaintexts = [make_payload(i, size) for i in range(cfg["warmup"] + cfg["n"])]
     concurrency = cfg["concurrency"]
     origin = sink_base(subs[0]["endpoint"])
-    vapid = Vapid.from_raw(cfg["vapid"]["private_key"].encode())
-    # One JWT for the whole run (all endpoints share one origin): the cached header.
-    auth = vapid.sign(
-        {"sub": cfg["vapid"]["subject"], "aud": origin, "exp": int(time.time()) + 12 * 3600}
-    )
     headers = CIMultiDict(
-        {
-            "TTL": str(cfg["ttl"]),
-            "Content-Encoding": "aes128gcm",
-            "Content-Type": "application/octet-stream",
-            **auth,
-        }
+        push_headers(cfg["vapid"]["private_key"], cfg["vapid"]["subject"], origin, cfg["ttl"])
     )
     status: dict[int | str, int] = {}
     errors: list[str] = []

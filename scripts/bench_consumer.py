@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import json
 import os
 import ssl
@@ -29,13 +28,9 @@ import http_ece
 import orjson
 import redis.asyncio as redis
 from aiormq.abc import DeliveredMessage
+from bench_baselines import SUBJECT, b64u_decode, push_headers, sink_base
 from cryptography.hazmat.primitives.asymmetric import ec
 from pamqp import commands as spec
-from py_vapid import Vapid
-
-
-def b64u_decode(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 class NaiveConsumer:
@@ -50,17 +45,9 @@ class NaiveConsumer:
         self.errors = 0
         self.done = asyncio.Event()
 
-    def vapid_headers(self, origin: str) -> dict[str, str]:
-        if not self.headers:
-            vapid = Vapid.from_raw(self.args.vapid_key.encode())
-            claims: dict[str, str | int] = {"sub": "mailto:bench@example.com", "aud": origin}
-            claims["exp"] = int(time.time()) + 12 * 3600
-            self.headers = {
-                "TTL": "60",
-                "Content-Encoding": "aes128gcm",
-                "Content-Type": "application/octet-stream",
-                **vapid.sign(claims),
-            }
+    def vapid_headers(self, endpoint: str) -> dict[str, str]:
+        if not self.headers:  # every endpoint is on the one sink: one JWT for the run
+            self.headers = push_headers(self.args.vapid_key, SUBJECT, sink_base(endpoint))
         return self.headers
 
     async def handle(self, message: DeliveredMessage) -> None:
@@ -90,12 +77,11 @@ class NaiveConsumer:
             version="aes128gcm",
         )
         endpoint: str = device["endpoint"]
-        origin = endpoint.split("/push/")[0]
         key = f"{self.args.prefix}{body['notification_id']}"
         if self.args.redis_writes:
             await self.redis.hset(key, mapping={"status": "processing"})
         async with self.session.post(
-            endpoint, data=encrypted, headers=self.vapid_headers(origin)
+            endpoint, data=encrypted, headers=self.vapid_headers(endpoint)
         ) as response:
             await response.read()
             if response.status != 201:
