@@ -26,6 +26,7 @@ import orjson
 from aiohttp import web
 from pamqp import commands as spec
 
+from push_service.status import StatusStore, connect, to_record
 from push_service.vapid import generate_private_key, private_key_raw_b64, public_key_b64
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -105,10 +106,21 @@ async def final_record(base_url: str, notification_id: str, timeout: float = 30)
 
 async def stored_record(client: Any, prefix: str, notification_id: str) -> dict[str, Any]:
     """The record read straight from Redis, as a peer service would; {} when absent."""
-    from push_service.status import to_record
-
     raw = await client.hgetall(f"{prefix}notification:{notification_id}")
     return to_record(raw) if raw else {}
+
+
+@contextlib.asynccontextmanager
+async def status_store(name: str, ttl: int) -> AsyncIterator[StatusStore]:
+    """A StatusStore on the real Redis under a unique prefix; its keys are deleted after."""
+    client = connect(REDIS_URL)
+    prefix = unique(name) + ":"
+    try:
+        yield StatusStore(client, prefix=prefix, ttl=ttl)
+    finally:
+        async for key in client.scan_iter(match=f"{prefix}*", count=1000):
+            await client.delete(key)
+        await client.aclose()
 
 
 # --- RabbitMQ ---------------------------------------------------------------------------

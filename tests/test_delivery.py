@@ -24,15 +24,15 @@ from push_service.endpoints import EndpointPolicy
 from push_service.metrics import Metrics
 from push_service.models import MAX_PLAINTEXT_BYTES, Notification, device_key, parse_notification
 from push_service.retry import RetryPolicy
-from push_service.status import DeviceOutcome, StatusStore, connect
+from push_service.status import DeviceOutcome, StatusStore
 from push_service.users import UserServiceClient
 from push_service.vapid import VapidSigner, generate_private_key
 from push_service.webpush import WebPushSender, make_session
 from tests.support import (
-    REDIS_URL,
     StubServer,
     device_keys,
     serve_app,
+    status_store,
     stub_server,
     unique,
 )
@@ -85,12 +85,8 @@ async def path_push_service() -> AsyncIterator[PathPushService]:
 
 @pytest.fixture
 async def store() -> AsyncIterator[StatusStore]:
-    client = connect(REDIS_URL)
-    prefix = unique("test-delivery") + ":"
-    yield StatusStore(client, prefix, ttl=600)
-    async for key in client.scan_iter(match=f"{prefix}*", count=1000):
-        await client.delete(key)
-    await client.aclose()
+    async with status_store("test-delivery", ttl=600) as store:
+        yield store
 
 
 @pytest.fixture

@@ -17,19 +17,15 @@ from push_service.status import (
     connect,
     to_record,
 )
-from tests.support import REDIS_URL, free_port, unique
+from tests.support import free_port, status_store, unique
 
 TTL = 3600
 
 
 @pytest.fixture
 async def store() -> AsyncIterator[StatusStore]:
-    client = connect(REDIS_URL)
-    prefix = unique("test-status") + ":"
-    yield StatusStore(client, prefix=prefix, ttl=TTL)
-    async for key in client.scan_iter(match=f"{prefix}*", count=1000):
-        await client.delete(key)
-    await client.aclose()
+    async with status_store("test-status", ttl=TTL) as store:
+        yield store
 
 
 def sent(device: str, attempts: int = 1) -> DeviceOutcome:
