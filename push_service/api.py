@@ -79,6 +79,13 @@ def utc_timestamp() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
+def _redis_health(state: dict[str, Any]) -> dict[str, Any]:
+    health: dict[str, Any] = {"connected": state["redis"]}
+    if state.get("redis_primary"):
+        health["primary"] = state["redis_primary"]  # through Sentinel: the one in use
+    return health
+
+
 def web_directory() -> Path:
     return Path(str(resources.files("push_service.web")))
 
@@ -110,8 +117,12 @@ class Api:
                 "version": __version__,
                 "timestamp": utc_timestamp(),
                 "dependencies": {
-                    "rabbitmq": {"connected": state["rabbitmq"], "consuming": state["consuming"]},
-                    "redis": {"connected": state["redis"]},
+                    "rabbitmq": {
+                        "connected": state["rabbitmq"],
+                        "consuming": state["consuming"],
+                        "node": state.get("rabbitmq_node"),
+                    },
+                    "redis": _redis_health(state),
                 },
                 "in_flight_messages": state["in_flight"],
             }

@@ -15,16 +15,17 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 
+from push_service import redis_client
 from push_service.api import Api, ApiServices, http_error, server_error
 from push_service.broker import Publisher
-from push_service.config import Settings, redact_url
+from push_service.config import Settings
 from push_service.consumer import Consumer, ConsumerLimits
 from push_service.delivery import Delivery
 from push_service.endpoints import EndpointPolicy
 from push_service.limits import BodyLimitMiddleware, ClientAddress, RateLimiter
 from push_service.metrics import LoopLagMonitor, Metrics
 from push_service.retry import RetryPolicy
-from push_service.status import RedisUnavailable, StatusStore, connect
+from push_service.status import RedisUnavailable, StatusStore
 from push_service.supervisor import BrokerSupervisor
 from push_service.users import UserServiceClient
 from push_service.vapid import VapidSigner, normalise_subject
@@ -43,7 +44,9 @@ class Runtime:
         self.signer = VapidSigner(
             private_key, normalise_subject(settings.vapid_email, settings.production)
         )
-        self.redis = connect(settings.redis_url)
+        self.redis = redis_client.connect(
+            settings.redis_url, settings.redis_sentinels, settings.redis_sentinel_master
+        )
         self.store = StatusStore(self.redis, settings.redis_key_prefix, settings.status_ttl_seconds)
         self.push_session: aiohttp.ClientSession | None = None
         self.user_session: aiohttp.ClientSession | None = None
@@ -61,7 +64,7 @@ class Runtime:
             self._consumer_limits(), self._delivery(), self.policy, self.metrics
         )
         self.supervisor = BrokerSupervisor(
-            s.rabbitmq_url,
+            s.rabbitmq_urls,
             queue=s.rabbitmq_queue_name,
             queue_type=s.rabbitmq_queue_type,
             max_deliveries=s.max_delivery_attempts,
@@ -127,8 +130,10 @@ class Runtime:
         supervisor = self.supervisor
         return {
             "rabbitmq": bool(supervisor and supervisor.connection is not None),
+            "rabbitmq_node": supervisor.node if supervisor else None,
             "consuming": bool(supervisor and supervisor.consuming),
             "redis": await self._redis_ok(),
+            "redis_primary": redis_client.primary(self.redis),
             "in_flight": self.consumer.in_flight if self.consumer else 0,
         }
 
@@ -144,7 +149,8 @@ class Runtime:
 
     def _note_redis(self, error: str | None) -> None:
         """Log Redis becoming unavailable (or available again) once per change."""
-        shown = redact_url(self.settings.redis_url)
+        s = self.settings
+        shown = redis_client.describe(s.redis_url, s.redis_sentinels, s.redis_sentinel_master)
         if error is not None and self._redis_error is None:
             log.warning("Redis at %s is unavailable: %s", shown, error)
         elif error is None and self._redis_error is not None:

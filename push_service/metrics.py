@@ -133,6 +133,9 @@ class Metrics:
         self.dead_lettered = Counter("push_dead_lettered_total", "Messages sent to the DLQ")
         self.in_flight = Gauge("push_in_flight_sends", "Push requests under way")
         self.connected = Gauge("push_consumer_connected", "1 while consuming from RabbitMQ")
+        self.broker_sessions = Counter(
+            "push_broker_sessions_total", "RabbitMQ sessions that started consuming, by node"
+        )
         self.push_latency = Histogram("push_request_seconds", "Push-service request latency")
         self.e2e_latency = Histogram(
             "push_end_to_end_seconds", "Publish to outcome recorded (needs message timestamp)"

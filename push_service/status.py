@@ -17,8 +17,6 @@ from typing import Any
 
 import orjson
 import redis.asyncio as redis
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
@@ -26,7 +24,6 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 RedisUnavailable = (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError)
 CALL_TIMEOUT = 5.0  # a paused or unreachable Redis fails a call after this
-MAX_CONNECTIONS = 64
 DEVICE_PREFIX = "d:"
 
 _BEGIN = """
@@ -121,26 +118,6 @@ class DeviceOutcome:
                 "at": utc_now(),
             }
         )
-
-
-def connect(url: str) -> redis.Redis:
-    """A client that retries a dropped connection briefly on its own."""
-    # Blocking: a burst of callers (status reads, redelivery counts) waits for a free
-    # connection. The default pool raises at once when all 100 are busy, which would
-    # read as "Redis unavailable" while Redis is fine.
-    pool = redis.BlockingConnectionPool.from_url(
-        url,
-        max_connections=MAX_CONNECTIONS,
-        timeout=CALL_TIMEOUT,
-        decode_responses=True,
-        # Bounded per call below (one timeout per pipeline, not one per reply read).
-        socket_timeout=None,
-        socket_connect_timeout=3.0,
-        health_check_interval=15,
-        retry=Retry(ExponentialBackoff(cap=0.5, base=0.02), 3),
-        retry_on_error=[RedisConnectionError],
-    )
-    return redis.Redis.from_pool(pool)
 
 
 class _ScriptBatcher:

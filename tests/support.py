@@ -26,7 +26,8 @@ import orjson
 from aiohttp import web
 from pamqp import commands as spec
 
-from push_service.status import StatusStore, connect, to_record
+from push_service.redis_client import connect
+from push_service.status import StatusStore, to_record
 from push_service.vapid import generate_private_key, private_key_raw_b64, public_key_b64
 
 ROOT = Path(__file__).resolve().parent.parent

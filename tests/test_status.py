@@ -9,14 +9,8 @@ import orjson
 import pytest
 
 from push_service import status
-from push_service.status import (
-    MAX_CONNECTIONS,
-    DeviceOutcome,
-    RedisUnavailable,
-    StatusStore,
-    connect,
-    to_record,
-)
+from push_service.redis_client import MAX_CONNECTIONS, connect
+from push_service.status import DeviceOutcome, RedisUnavailable, StatusStore, to_record
 from tests.support import free_port, status_store, unique
 
 TTL = 3600
