@@ -47,6 +47,7 @@ class Runtime:
         self.redis = redis_client.connect(
             settings.redis_url, settings.redis_sentinels, settings.redis_sentinel_master
         )
+        self.primary_watch = redis_client.PrimaryWatch(self.redis)
         self.store = StatusStore(self.redis, settings.redis_key_prefix, settings.status_ttl_seconds)
         self.push_session: aiohttp.ClientSession | None = None
         self.user_session: aiohttp.ClientSession | None = None
@@ -76,6 +77,7 @@ class Runtime:
             self.supervisor, s.rabbitmq_queue_name, s.publish_timeout_seconds
         )
         await self.loop_monitor.start()
+        await self.primary_watch.start()
         await self.supervisor.start()
         await self._redis_ok()  # a wrong REDIS_URL or password is logged at start-up
 
@@ -123,6 +125,7 @@ class Runtime:
         for session in (self.push_session, self.user_session):
             if session is not None:
                 await session.close()
+        await self.primary_watch.stop()
         await self.redis.aclose()
         await self.loop_monitor.stop()
 

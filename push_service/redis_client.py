@@ -9,6 +9,8 @@ being unavailable for a moment and retry.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -16,9 +18,16 @@ from typing import Any
 import redis.asyncio as redis
 from redis.asyncio.connection import AbstractConnection, SSLConnection, parse_url
 from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+from redis.asyncio.sentinel import (
+    Sentinel,
+    SentinelConnectionPool,
+    SentinelManagedConnection,
+    SentinelManagedSSLConnection,
+)
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from push_service.config import redact_url
 from push_service.status import CALL_TIMEOUT
@@ -27,6 +36,7 @@ log = logging.getLogger(__name__)
 
 MAX_CONNECTIONS = 64
 SENTINEL_TIMEOUT = 1.0  # one sentinel that does not answer must not hold up the next
+WATCH_INTERVAL = 1.0
 
 
 def pool_options() -> dict[str, Any]:
@@ -76,8 +86,8 @@ def _server_options(url: str) -> dict[str, Any]:
     options: dict[str, Any] = dict(parse_url(url))
     options.pop("host", None)
     options.pop("port", None)
-    if options.pop("connection_class", None) is SSLConnection:
-        options["ssl"] = True  # SentinelConnectionPool picks its TLS connection class
+    tls = options.pop("connection_class", None) is SSLConnection
+    options["connection_class"] = PrimarySSLConnection if tls else PrimaryConnection
     return options
 
 
@@ -109,18 +119,24 @@ class BlockingSentinelPool(SentinelConnectionPool, redis.BlockingConnectionPool)
     closes only the idle ones), and the change of primary is logged.
     """
 
+    def __init__(self, service_name: str, sentinel_manager: Sentinel, **options: Any) -> None:
+        super().__init__(service_name, sentinel_manager, **options)  # type: ignore[no-untyped-call]
+        self._announced: tuple[str, int] | None = None
+
     async def get_master_address(self) -> tuple[str, int]:
-        previous = self.master_address
         address: tuple[str, int] = await super().get_master_address()  # type: ignore[no-untyped-call]
-        if previous is None:
-            log.info("Redis primary %r is %s", self.service_name, _address(address))
-        elif address != previous:
-            log.warning(
-                "Redis primary %r moved from %s to %s",
-                self.service_name,
-                _address(previous),
-                _address(address),
-            )
+        announced = self._announced
+        if address != announced:  # once per change, though many connections ask at once
+            self._announced = address
+            if announced is None:
+                log.info("Redis primary %r is %s", self.service_name, _address(address))
+            else:
+                log.warning(
+                    "Redis primary %r moved from %s to %s",
+                    self.service_name,
+                    _address(announced),
+                    _address(address),
+                )
         return address
 
     async def release(self, connection: AbstractConnection) -> None:
@@ -132,3 +148,62 @@ class BlockingSentinelPool(SentinelConnectionPool, redis.BlockingConnectionPool)
     async def aclose(self) -> None:
         await super().aclose()
         await self.sentinel_manager.aclose()
+
+
+class PrimaryConnection(SentinelManagedConnection):
+    """A connection to the primary that also takes NOREPLICAS as "ask Sentinel again".
+
+    With `min-replicas-to-write` set on the servers (README), a primary that has lost
+    its replica refuses writes: during a failover that is the old primary, whose
+    writes would be dropped when it rejoins as a replica. redis-py raises a plain
+    ResponseError for it; like its own READONLY handling, this reconnects and raises
+    a ConnectionError, so that callers wait and retry (on the new primary).
+    """
+
+    async def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().read_response(*args, **kwargs)
+        except ResponseError as exc:
+            if not str(exc).startswith("NOREPLICAS"):
+                raise
+            await self.disconnect()
+            raise RedisConnectionError(f"the primary refused a write: {exc}") from exc
+
+
+class PrimarySSLConnection(PrimaryConnection, SentinelManagedSSLConnection):
+    pass
+
+
+class PrimaryWatch:
+    """Asks the sentinels where the primary is, every second (Sentinel mode only).
+
+    redis-py asks only when it opens a connection. After a failover of a live primary
+    (maintenance, `SENTINEL FAILOVER`), pooled connections would keep writing to the
+    demoted one until Sentinel reconfigures it, 10 s and more, and those writes are
+    dropped when it resyncs as a replica. Asking again moves the pool within a second.
+    """
+
+    def __init__(self, client: redis.Redis, interval: float = WATCH_INTERVAL) -> None:
+        self.pool = client.connection_pool
+        self.interval = interval
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        if isinstance(self.pool, BlockingSentinelPool):
+            self._task = asyncio.create_task(self._run(self.pool), name="redis-primary-watch")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self, pool: BlockingSentinelPool) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                async with asyncio.timeout(CALL_TIMEOUT):
+                    await pool.get_master_address()  # drops idle connections when it moved
+            except (RedisConnectionError, RedisTimeoutError, TimeoutError, OSError) as exc:
+                # No primary known during a failover; the store's callers wait it out.
+                log.debug("asking the sentinels for the primary failed: %s", exc)

@@ -170,9 +170,11 @@ class BrokerSupervisor:
                 waker.cancel()
         if cancelled.is_set():
             log.warning("the broker cancelled our consumer; reconnecting")
-        for finished in done:
-            if not finished.cancelled() and finished.exception() is not None:
-                self.last_error = repr(finished.exception())
+        errors = [f.exception() for f in done if not f.cancelled() and f.exception() is not None]
+        if errors:
+            self.last_error = repr(errors[0])
+            if not self._close.is_set():
+                log.warning("lost RabbitMQ node %s: %s", redact_url(self.url), self.last_error)
 
     def _set_consuming(self, value: bool) -> None:
         self.consuming = value
