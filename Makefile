@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NODE_DIR := tests/pushserver
 
-.PHONY: run test lint fmt bench services install clean
+.PHONY: run test test-cluster lint fmt bench services install clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,11 @@ $(NODE_DIR)/node_modules/.installed: $(NODE_DIR)/package.json $(NODE_DIR)/packag
 test: $(STAMP) $(NODE_DIR)/node_modules/.installed services
 	@scripts/ensure_browser.sh
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# Only the failover tests: they start their own RabbitMQ cluster and Redis + Sentinel
+# (Debian's rabbitmq-server and redis-server) and print what they measured.
+test-cluster: $(STAMP) services
+	$(BIN)/pytest -m cluster -s $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check push_service tests scripts

@@ -199,11 +199,18 @@ class PrimaryWatch:
                 await self._task
 
     async def _run(self, pool: BlockingSentinelPool) -> None:
+        missing = False
         while True:
             await asyncio.sleep(self.interval)
             try:
                 async with asyncio.timeout(CALL_TIMEOUT):
                     await pool.get_master_address()  # drops idle connections when it moved
             except (RedisConnectionError, RedisTimeoutError, TimeoutError, OSError) as exc:
-                # No primary known during a failover; the store's callers wait it out.
-                log.debug("asking the sentinels for the primary failed: %s", exc)
+                # During a failover no primary is known; the store's callers wait it out.
+                if not missing:
+                    log.warning("no Redis primary %r known: %s", pool.service_name, exc)
+                missing = True
+            else:
+                if missing:
+                    log.info("Redis primary %r known again", pool.service_name)
+                missing = False

@@ -202,6 +202,9 @@ class RabbitCluster:
 @contextlib.asynccontextmanager
 async def rabbit_cluster(size: int = 3) -> AsyncIterator[RabbitCluster]:
     """Start a cluster in a temporary directory; stopped and removed afterwards, always."""
+    assert (SCRIPTS / "rabbitmq-server").is_file(), (
+        f"the cluster tests need Debian's rabbitmq-server package ({SCRIPTS} is missing)"
+    )
     home = Path(tempfile.mkdtemp(prefix="pstest-rabbit-"))
     tag = secrets.token_hex(3)
     nodes = [RabbitNode(f"pstest-{tag}-{chr(97 + i)}", home / chr(97 + i)) for i in range(size)]

@@ -173,6 +173,7 @@ async def sentinel_group(
     replicas: int = 1, min_replicas_to_write: int = 0
 ) -> AsyncIterator[SentinelGroup]:
     """`min_replicas_to_write`: what the servers need to accept a write (README)."""
+    assert shutil.which("redis-server"), "the Sentinel tests need redis-server installed"
     base = Path(tempfile.mkdtemp(prefix="pstest-redis-"))
     group = SentinelGroup(
         base,

@@ -407,18 +407,28 @@ async def _service_connections(
     return count == 0 if want_zero else count
 
 
-async def test_a_readonly_answer_is_redis_unavailable_not_a_bug(sentinels: SentinelGroup) -> None:
-    """What redis-py does when the primary it is connected to has become a replica.
+@pytest.mark.parametrize("sentinels", [(1, 2)], indirect=True)  # too few replicas to write
+async def test_a_primary_that_refuses_writes_is_redis_unavailable_not_a_bug(
+    sentinels: SentinelGroup,
+) -> None:
+    """What the service sees when the primary it is connected to no longer takes writes.
 
-    The primary is demoted by hand (no Sentinel, so its clients are not killed): the
-    store's script calls get READONLY, which redis-py's Sentinel connection turns into
-    a ConnectionError, one of RedisUnavailable, which delivery waits out and retries.
+    NOREPLICAS (min-replicas-to-write not met: a primary cut off from its replicas) and
+    READONLY (a primary demoted by hand, so Sentinel does not close its clients) both
+    reach the status store's callers as a ConnectionError, one of RedisUnavailable, which
+    delivery waits out and retries; not as a ResponseError, which would requeue the
+    message as a bug. READONLY is redis-py's own handling, NOREPLICAS is redis_client's.
     """
     primary, replica = sentinels.servers
     client = connect(sentinels.url(3), [("127.0.0.1", s.port) for s in sentinels.sentinels], MASTER)
     store = StatusStore(client, prefix=unique("ro") + ":", ttl=60)
     try:
+        with pytest.raises(RedisUnavailable, match="NOREPLICAS"):
+            await store.begin("cut-off", None, 1)
+        async with primary.client(sentinels.password) as p:
+            await p.config_set("min-replicas-to-write", 0)
         assert await store.begin("before", None, 1) == set()
+
         async with replica.client(sentinels.password) as r:
             await r.execute_command("REPLICAOF", "NO", "ONE")  # type: ignore[no-untyped-call]
         async with primary.client(sentinels.password) as p:
