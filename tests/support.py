@@ -452,7 +452,16 @@ class PushSink:
 
 @contextlib.asynccontextmanager
 async def push_sink(delay: float = 0.0) -> AsyncIterator[PushSink]:
-    sink = PushSink(delay=delay)
+    async with serve_sink(PushSink(delay=delay)) as sink:
+        yield sink
+
+
+Sink = TypeVar("Sink", bound=PushSink)
+
+
+@contextlib.asynccontextmanager
+async def serve_sink(sink: Sink) -> AsyncIterator[Sink]:
+    """Serve a PushSink (or a subclass of it) on a free loopback port."""
     app = web.Application()
     app.router.add_post("/push/{name}", sink.handle)
     async with serve_app(app) as sink.base_url:

@@ -34,7 +34,7 @@ from tests.support import (
     PushSink,
     Service,
     device_keys,
-    serve_app,
+    serve_sink,
     unique,
     wait_until,
 )
@@ -87,15 +87,6 @@ class TimedSink(PushSink):
         points = [fault, *sorted(t for t in self.times if t >= fault)]
         _, end = max((b - a, b) for a, b in itertools.pairwise(points))
         return end - fault
-
-
-@contextlib.asynccontextmanager
-async def timed_sink() -> AsyncIterator[TimedSink]:
-    sink = TimedSink()
-    app = web.Application()
-    app.router.add_post("/push/{name}", sink.handle)
-    async with serve_app(app) as sink.base_url:
-        yield sink
 
 
 def notification(sink: PushSink, notification_id: str, keys: dict[str, str]) -> bytes:
@@ -169,7 +160,7 @@ async def test_stopping_the_rabbitmq_node_in_use_loses_nothing(
     cluster: RabbitCluster, service_factory: ServiceFactory, redis_client: Any
 ) -> None:
     a, b, c = cluster.nodes
-    async with timed_sink() as sink:
+    async with serve_sink(TimedSink()) as sink:
         service = await service_factory(RABBITMQ_URL=cluster.urls, RABBITMQ_QUEUE_TYPE="quorum")
         # In order: the first node. The service declared the queue there, so it leads it.
         assert (await health(service))["rabbitmq"]["node"] == redact_url(a.url)
@@ -270,7 +261,7 @@ async def test_killing_the_redis_primary_loses_nothing(
     sentinels: SentinelGroup, service_factory: ServiceFactory
 ) -> None:
     old = await sentinels.primary_port()
-    async with timed_sink() as sink:
+    async with serve_sink(TimedSink()) as sink:
         service = await service_factory(**sentinel_env(sentinels))
         assert (await health(service))["redis"]["primary"] == f"127.0.0.1:{old}"
         ids = [unique("rds") for _ in range(MESSAGES)]
@@ -347,7 +338,7 @@ async def test_after_a_failover_no_connection_stays_on_the_demoted_primary(
     """
     old = await sentinels.primary_port()
     count = MESSAGES // 3
-    async with timed_sink() as sink:
+    async with serve_sink(TimedSink()) as sink:
         service = await service_factory(**sentinel_env(sentinels))
         ids = [unique("dem") for _ in range(count)]
         await publish_all(RABBITMQ_URL, service.queue, sink, ids)
