@@ -15,6 +15,9 @@ from pamqp.common import FieldValue
 from push_service.errors import BrokerUnavailable, Unroutable
 
 AMQP_ERRORS = (aiormq.exceptions.AMQPError, ConnectionError, OSError, RuntimeError)
+# Set to false by the API on a welcome message whose user_id nobody vouched for (an
+# anonymous /subscribe): the consumer then never reports that user_id to the User Service.
+USER_VERIFIED_HEADER = "x-push-user-verified"
 
 
 def queue_arguments(queue: str, queue_type: str, max_deliveries: int) -> dict[str, FieldValue]:
@@ -49,7 +52,7 @@ async def publish_confirmed(
     *,
     timeout: float,  # noqa: ASYNC109 - bounds the confirm wait, applied inside
     message_id: str | None = None,
-    headers: Mapping[str, str | int] | None = None,
+    headers: Mapping[str, str | int | bool] | None = None,
 ) -> None:
     """Publish persistently and wait for the broker's confirm; BrokerUnavailable otherwise.
 
@@ -111,8 +114,10 @@ class Publisher:
                 self._channel = channel
             return channel
 
-    async def publish(self, body: bytes, message_id: str) -> None:
+    async def publish(
+        self, body: bytes, message_id: str, headers: Mapping[str, str | int | bool] | None = None
+    ) -> None:
         channel = await self._get_channel()
         await publish_confirmed(
-            channel, self.queue, body, timeout=self.timeout, message_id=message_id
+            channel, self.queue, body, timeout=self.timeout, message_id=message_id, headers=headers
         )

@@ -10,6 +10,7 @@ still open: a delivery tag acked on another channel closes that channel.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 import time
@@ -18,7 +19,12 @@ from enum import Enum
 
 from aiormq.abc import AbstractChannel, DeliveredMessage
 
-from push_service.broker import AMQP_ERRORS, declare_topology, publish_confirmed
+from push_service.broker import (
+    AMQP_ERRORS,
+    USER_VERIFIED_HEADER,
+    declare_topology,
+    publish_confirmed,
+)
 from push_service.delivery import Delivery
 from push_service.endpoints import EndpointPolicy
 from push_service.errors import BrokerUnavailable, Unroutable, ValidationError
@@ -34,6 +40,14 @@ def message_key(message: DeliveredMessage) -> str:
     """What identifies a message across redeliveries: its message id, else its body."""
     message_id = message.header.properties.message_id
     return (message_id or hashlib.sha256(message.body).hexdigest())[:128]
+
+
+def user_verified(message: DeliveredMessage) -> bool:
+    """False when the publisher says the user_id is unverified; peers' messages are trusted."""
+    value = (message.header.properties.headers or {}).get(USER_VERIFIED_HEADER)
+    if isinstance(value, bytes):
+        value = value.decode(errors="replace")
+    return not (value is False or (isinstance(value, str) and value.strip().lower() == "false"))
 
 
 class Settle(Enum):
@@ -157,6 +171,8 @@ class Consumer:
             notification = await self._parse(body)
         except ValidationError as exc:
             return await self._dead_letter(message, exc.code, exc.detail)
+        if not user_verified(message):
+            notification = dataclasses.replace(notification, user_verified=False)
         started = time.perf_counter()
         status = await self._deliver_once(notification)
         self.metrics.messages.inc(result=status)

@@ -88,7 +88,9 @@ class Delivery:
         """Push to every device not yet done and record each outcome; returns the status."""
         n = notification
         total = len(n.devices) + len(n.rejected)
-        done = await self.stored(lambda: self.store.begin(n.notification_id, n.user_id, total))
+        done = await self.stored(
+            lambda: self.store.begin(n.notification_id, n.user_id, total, n.user_verified)
+        )
         writer = _OutcomeWriter(self, n.notification_id)
         for rejected in n.rejected:
             if rejected.key not in done:
@@ -187,16 +189,25 @@ class Delivery:
             )
         return DeviceOutcome(device.key, device.endpoint, "sent", status, None, attempts)
 
+    async def _deactivate(self, n: Notification, device: Device, exc: PushError) -> str:
+        if n.user_verified:
+            outcome = await self.users.deactivate(
+                n.user_id, device.endpoint, exc.reason, exc.status_code
+            )
+        else:
+            # Anyone may claim any user_id at an anonymous /subscribe: reporting it would
+            # let them have a victim's subscriptions deactivated.
+            outcome = "skipped: unverified user_id"
+        self.metrics.invalidations.inc(result=outcome.split(":", 1)[0])
+        return outcome
+
     async def _failed(
         self, n: Notification, device: Device, exc: PushError, attempts: int
     ) -> DeviceOutcome:
         self.metrics.pushes.inc(outcome=exc.reason, host=device.host)
         deactivation = None
         if isinstance(exc, SubscriptionGone):
-            deactivation = await self.users.deactivate(
-                n.user_id, device.endpoint, exc.reason, exc.status_code
-            )
-            self.metrics.invalidations.inc(result=deactivation.split(":", 1)[0])
+            deactivation = await self._deactivate(n, device, exc)
         elif isinstance(exc, VapidRejected):
             log.error(
                 "push service %s rejected our VAPID credentials (%s): check VAPID keys "

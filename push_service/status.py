@@ -35,7 +35,7 @@ local created = redis.call('HSETNX', key, 'status', 'processing')
 if created == 1 then
   redis.call('HSET', key, 'notification_id', ARGV[3], 'user_id', ARGV[4],
              'devices_total', ARGV[5], 'sent', 0, 'failed', 0,
-             'created_at', ARGV[1], 'updated_at', ARGV[1])
+             'created_at', ARGV[1], 'updated_at', ARGV[1], 'user_verified', ARGV[6])
 end
 redis.call('EXPIRE', key, ARGV[2])
 if created == 1 then return {} end
@@ -213,12 +213,15 @@ class StatusStore:
     def key(self, notification_id: str) -> str:
         return f"{self.prefix}notification:{notification_id}"
 
-    async def begin(self, notification_id: str, user_id: str | None, total: int) -> set[str]:
+    async def begin(
+        self, notification_id: str, user_id: str | None, total: int, user_verified: bool = True
+    ) -> set[str]:
         """Mark `processing` (unless already final); returns the devices already done."""
+        verified = "true" if user_verified else "false"
         done = await self._batch.call(
             self._begin,
             [self.key(notification_id)],
-            [utc_now(), self.ttl, notification_id, user_id or "", total],
+            [utc_now(), self.ttl, notification_id, user_id or "", total, verified],
         )
         return set(done)
 
@@ -267,6 +270,8 @@ def to_record(raw: dict[str, str]) -> dict[str, Any]:
             devices.append(orjson.loads(value))
         elif field in ("sent", "failed", "devices_total"):
             record[field] = int(value)
+        elif field == "user_verified":
+            record[field] = value == "true"
         else:
             record[field] = value or None
     devices.sort(key=lambda d: d.get("at", ""))

@@ -250,7 +250,10 @@ async def test_subscribe_queues_a_welcome_notification_that_is_delivered(
     record = await final_record(http, service, notification_id)
     assert record["status"] == "sent"
     assert record["user_id"] == "user-42"
-    assert record["devices"][0]["endpoint"] == subscription["endpoint"]
+    assert record["user_verified"] is False  # anonymous: only claimed, never reported
+    origin = str(URL(subscription["endpoint"]).origin()).rstrip("/")
+    assert record["devices"][0]["origin"] == origin
+    assert "endpoint" not in record["devices"][0]
     received = await pushserver.messages(client_hash)
     assert len(received) == 1
     welcome = received[0]
