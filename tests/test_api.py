@@ -11,7 +11,6 @@ import datetime
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -20,15 +19,17 @@ import pytest
 import redis.asyncio as redis
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from multidict import CIMultiDictProxy
 from yarl import URL
 
 from tests.conftest import ServiceFactory
 from tests.support import (
+    Answer,
     PushServer,
     Rabbit,
     Service,
     VapidPair,
+    assert_error,
+    call,
     free_port,
     unique,
     wait_until,
@@ -38,34 +39,6 @@ pytestmark = pytest.mark.e2e
 
 WELCOME_TITLE = "Welcome from the API test"
 SUBSCRIBED = {"status": "ok", "message": "Subscription received and queued."}
-
-
-@dataclass
-class Answer:
-    status: int
-    headers: CIMultiDictProxy[str]
-    text: str
-
-    @property
-    def json(self) -> Any:
-        return orjson.loads(self.text)
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as session:
-        yield session
-
-
-async def call(
-    session: aiohttp.ClientSession,
-    method: str,
-    url: str | URL,
-    **kwargs: Any,
-) -> Answer:
-    kwargs.setdefault("allow_redirects", False)
-    async with session.request(method, url, **kwargs) as response:
-        return Answer(response.status, response.headers, await response.text())
 
 
 async def subscribe(
@@ -93,18 +66,6 @@ def browser_keys() -> dict[str, str]:
         .public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
     )
     return {"p256dh": b64url(point), "auth": b64url(os.urandom(16))}
-
-
-def assert_error(answer: Answer, status: int, code: str | None = None, what: str = "") -> None:
-    """A refusal: the status, a JSON body naming the error and saying what is wrong."""
-    assert answer.status == status, f"{what}: {answer.status} {answer.text}"
-    assert answer.headers["Content-Type"].startswith("application/json"), what
-    body = answer.json
-    assert isinstance(body, dict), what
-    assert isinstance(body.get("error"), str) and body["error"], f"{what}: {body}"
-    assert isinstance(body.get("detail"), str) and body["detail"], f"{what}: {body}"
-    if code is not None:
-        assert body["error"] == code, f"{what}: {body}"
 
 
 async def notification_keys(redis_client: redis.Redis, service: Service) -> list[str]:

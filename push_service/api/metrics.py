@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from push_service.api.responses import NO_STORE
+from push_service.api.responses import NO_STORE, error
 from push_service.metrics import Metrics
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -36,12 +35,17 @@ class MetricsPortMiddleware:
     def __init__(self, app: ASGIApp, port: int, metrics: Metrics) -> None:
         self.app = app
         self.port = port
-        route = MetricsRoute(metrics).metrics_text
-        self.metrics_app = Router(routes=[Route("/metrics", route, methods=["GET"])])
+        self.route = MetricsRoute(metrics)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         server = scope.get("server")
-        if scope["type"] == "http" and server is not None and server[1] == self.port:
-            await self.metrics_app(scope, receive, send)
+        if scope["type"] != "http" or server is None or server[1] != self.port:
+            await self.app(scope, receive, send)
             return
-        await self.app(scope, receive, send)
+        if scope["path"] != "/metrics":
+            response = error(404, "not_found", "this listener serves only /metrics")
+        elif scope["method"] not in ("GET", "HEAD"):
+            response = error(405, "method_not_allowed", "only GET", {"Allow": "GET, HEAD"})
+        else:
+            response = await self.route.metrics_text(Request(scope, receive))
+        await response(scope, receive, send)
