@@ -61,7 +61,7 @@ def _jwks(path: str) -> dict[str | None, jwt.PyJWK]:
         keys = jwt.PyJWKSet.from_json(Path(path).read_text(encoding="utf-8")).keys
     except OSError as exc:
         raise ConfigError(f"SUBSCRIBE_JWT_JWKS_FILE: cannot read {path!r}: {exc}") from None
-    except (jwt.PyJWKError, jwt.PyJWKSetError, ValueError) as exc:
+    except (jwt.PyJWTError, ValueError, KeyError, TypeError) as exc:
         # The library's message may quote key material: name only its kind.
         raise ConfigError(
             f"SUBSCRIBE_JWT_JWKS_FILE: not a usable JWK set ({type(exc).__name__})"
