@@ -6,6 +6,7 @@ RabbitMQ and Redis; deliveries go to web-push-testing, which decrypts them.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime
 import os
@@ -550,3 +551,55 @@ async def test_test_page_is_served_with_csp_and_nothing_else_is(
         answer = await call(http, "GET", URL(f"{service.base_url}{path}", encoded=True))
         assert answer.status == 404, f"{path}: {answer.status}"
         assert "[metadata]" not in answer.text and "import" not in answer.text, path
+
+
+# --- the public port holds up -------------------------------------------------------------
+
+
+async def test_a_trickling_body_is_cut_off_after_the_read_timeout(
+    service_factory: ServiceFactory,
+) -> None:
+    service = await service_factory(HTTP_READ_TIMEOUT_SECONDS="2")
+    reader, writer = await asyncio.open_connection("127.0.0.1", service.port)
+    try:
+        started = time.monotonic()
+        writer.write(
+            b"POST /subscribe HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
+        )
+        await writer.drain()
+        async with asyncio.timeout(60):
+            answer = await reader.read()  # until the server closes the connection
+        elapsed = time.monotonic() - started
+    finally:
+        writer.close()
+    status_line, _, rest = answer.partition(b"\r\n")
+    assert status_line == b"HTTP/1.1 408 ", answer
+    assert b'"error":"request_timeout"' in rest
+    # Cut off after the timeout (2 s), not at once and not much later; wide margin for a
+    # busy machine.
+    assert 1.5 <= elapsed < 20, elapsed
+
+
+async def test_answers_carry_nosniff_and_a_fitting_cache_control(
+    service_factory: ServiceFactory, http: aiohttp.ClientSession
+) -> None:
+    service = await service_factory(MAX_REQUEST_BYTES="1024")
+    base = service.base_url
+    expected = [
+        ("GET", "/health", {}, 200, "no-store"),
+        ("GET", "/ready", {}, 200, "no-store"),
+        ("GET", "/vapid_public_key", {}, 200, "no-cache"),
+        ("GET", "/openapi.json", {}, 200, "no-cache"),
+        ("GET", "/notifications/unknown-id", {}, 404, "no-store"),
+        ("GET", "/no/such/path", {}, 404, "no-store"),
+        ("DELETE", "/subscribe", {}, 405, "no-store"),
+        ("POST", "/subscribe", {"json": {"endpoint": 1}}, 422, "no-store"),
+        ("POST", "/subscribe", {"data": b"x" * 2000}, 413, "no-store"),
+        ("GET", "/metrics", {}, 200, "no-store"),
+    ]
+    for method, path, kwargs, status, cache in expected:
+        answer = await call(http, method, f"{base}{path}", **kwargs)
+        assert answer.status == status, (path, answer.text)
+        assert answer.headers["X-Content-Type-Options"] == "nosniff", path
+        assert answer.headers["Cache-Control"] == cache, path
