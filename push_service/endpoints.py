@@ -48,31 +48,6 @@ def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | No
     return None
 
 
-def _origin(scheme: str, host: str, port: int | None) -> str:
-    """scheme://host[:port], the port only when it is not the scheme's default."""
-    netloc = f"[{host}]" if ":" in host else host
-    if port is not None and port != {"https": 443, "http": 80}.get(scheme):
-        netloc = f"{netloc}:{port}"
-    return f"{scheme}://{netloc}"
-
-
-def endpoint_origin(url: str) -> str | None:
-    """The push-service origin of an endpoint URL (no path, no user information).
-
-    None when the text is not an http(s) URL with a host: a refused device's
-    "endpoint" may be anything a peer sent.
-    """
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        return None
-    host = (parts.hostname or "").rstrip(".")
-    if parts.scheme not in ("http", "https") or not host:
-        return None
-    return _origin(parts.scheme, host, port)
-
-
 def is_public(address: IPAddress) -> bool:
     """True for globally routable unicast addresses only (IPv4 inside IPv6 included)."""
     if isinstance(address, ipaddress.IPv6Address):
@@ -140,7 +115,11 @@ class EndpointPolicy:
         if not (_HOSTNAME.fullmatch(host) or (":" in host and _is_ipv6(host))):
             raise EndpointNotAllowed(f"endpoint host {host!r} is not a valid host name")
         self._check_host(host)
-        return Endpoint(url=url, host=host, origin=_origin(parts.scheme, host, port))
+        default_port = {"https": 443, "http": 80}[parts.scheme]
+        netloc = f"[{host}]" if ":" in host else host
+        if port is not None and port != default_port:
+            netloc = f"{netloc}:{port}"
+        return Endpoint(url=url, host=host, origin=f"{parts.scheme}://{netloc}")
 
     def _check_host(self, host: str) -> None:
         if host in self.exact:

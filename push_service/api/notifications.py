@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -20,7 +20,6 @@ from starlette.routing import Route
 from push_service.api.responses import error, json_response
 from push_service.api.services import ApiServices
 from push_service.api.subscribe import broker_unavailable, json_content_type, unsupported_media_type
-from push_service.endpoints import endpoint_origin
 from push_service.errors import BrokerUnavailable, ValidationError
 from push_service.models import ID_PATTERN, Notification, parse_notification
 from push_service.status import RedisUnavailable
@@ -28,6 +27,26 @@ from push_service.status import RedisUnavailable
 log = logging.getLogger(__name__)
 # As in the consumer: validating a large message (hundreds of device keys) in a thread.
 PARSE_IN_THREAD_BYTES = 64 * 1024
+
+
+def endpoint_origin(url: str) -> str | None:
+    """scheme://host[:port] of an endpoint URL (no path, no user information).
+
+    None when the text is no http(s) URL with a host: a refused device's "endpoint"
+    is whatever a peer sent.
+    """
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    host = parts.hostname
+    if parts.scheme not in ("http", "https") or not host:
+        return None
+    netloc = f"[{host}]" if ":" in host else host
+    if port is not None and port != {"https": 443, "http": 80}[parts.scheme]:
+        netloc = f"{netloc}:{port}"
+    return f"{parts.scheme}://{netloc}"
 
 
 def public_device(device: dict[str, Any]) -> dict[str, Any]:
