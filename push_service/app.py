@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -27,6 +28,7 @@ from push_service.delivery import Delivery
 from push_service.endpoints import EndpointPolicy
 from push_service.limits import BodyLimitMiddleware, ClientAddress, RateLimiter
 from push_service.metrics import LoopLagMonitor, Metrics
+from push_service.models import parse_notification
 from push_service.retry import RetryPolicy
 from push_service.status import RedisUnavailable, StatusStore, connect
 from push_service.supervisor import BrokerSupervisor
@@ -207,8 +209,11 @@ def api_services(runtime: Runtime) -> ApiServices:
         },
         peers=PeerAuth(settings.api_tokens, settings.production),
         subscribers=SubscriberVerifier(settings),
-        max_devices=settings.max_devices_per_message,
-        max_notification_bytes=settings.max_notification_request_bytes,
+        parse_message=functools.partial(
+            parse_notification,
+            policy=runtime.policy,
+            max_devices=settings.max_devices_per_message,
+        ),
     )
 
 

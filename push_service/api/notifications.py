@@ -21,7 +21,7 @@ from push_service.api.responses import error, json_response
 from push_service.api.services import ApiServices
 from push_service.api.subscribe import broker_unavailable, json_content_type, unsupported_media_type
 from push_service.errors import BrokerUnavailable, ValidationError
-from push_service.models import ID_PATTERN, Notification, parse_notification
+from push_service.models import ID_PATTERN, Notification
 from push_service.status import RedisUnavailable
 
 log = logging.getLogger(__name__)
@@ -116,5 +116,5 @@ class NotificationRoutes:
 
     async def _parse(self, body: bytes) -> Notification:
         if len(body) < PARSE_IN_THREAD_BYTES:
-            return parse_notification(body, self.s.policy, self.s.max_devices)
-        return await asyncio.to_thread(parse_notification, body, self.s.policy, self.s.max_devices)
+            return self.s.parse_message(body)
+        return await asyncio.to_thread(self.s.parse_message, body)

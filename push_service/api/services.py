@@ -11,6 +11,7 @@ from push_service.api.identity import SubscriberVerifier
 from push_service.endpoints import EndpointPolicy
 from push_service.limits import ClientAddress, RateLimiter
 from push_service.metrics import Metrics
+from push_service.models import Notification
 from push_service.status import StatusStore
 
 # publish(body, message_id, headers): confirmed by the broker, or BrokerUnavailable.
@@ -30,5 +31,5 @@ class ApiServices:
     welcome: dict[str, str]
     peers: PeerAuth
     subscribers: SubscriberVerifier
-    max_devices: int
-    max_notification_bytes: int
+    # The consumer's own validation of a queue message (same limits): raises ValidationError.
+    parse_message: Callable[[bytes], Notification]
