@@ -586,7 +586,7 @@ async def test_answers_carry_nosniff_and_a_fitting_cache_control(
 ) -> None:
     service = await service_factory(MAX_REQUEST_BYTES="1024")
     base = service.base_url
-    expected = [
+    expected: list[tuple[str, str, dict[str, Any], int, str]] = [
         ("GET", "/health", {}, 200, "no-store"),
         ("GET", "/ready", {}, 200, "no-store"),
         ("GET", "/vapid_public_key", {}, 200, "no-cache"),

@@ -91,7 +91,7 @@ def test_hs256_token_gives_its_user_and_a_mismatching_body_is_refused() -> None:
         ("expired", lambda: token({"sub": "a", "exp": int(time.time()) - 3600})),
         ("no exp", lambda: jwt.encode({"sub": "a"}, SECRET, "HS256")),
         ("other secret", lambda: token({"sub": "a"}, "t" * 40)),
-        ("alg none", lambda: jwt.encode({"sub": "a", "exp": int(time.time()) + 60}, None, "none")),
+        ("alg none", lambda: jwt.encode({"sub": "a", "exp": int(time.time()) + 60}, "", "none")),
         ("no sub", lambda: token({"user": "a"})),
         ("sub not a string", lambda: token({"sub": {"id": 1}})),
         ("garbage", lambda: "not.a.jwt"),
@@ -124,7 +124,7 @@ def test_public_key_audience_issuer_and_claim() -> None:
 
 def test_jwks_file_selects_the_key_by_kid(tmp_path: Path) -> None:
     keys = {kid: rsa.generate_private_key(public_exponent=65537, key_size=2048) for kid in "ab"}
-    jwks = {"keys": []}
+    jwks: dict[str, list[dict[str, Any]]] = {"keys": []}
     for kid, key in keys.items():
         jwk = orjson.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
         jwks["keys"].append({**jwk, "kid": kid, "alg": "RS256", "use": "sig"})

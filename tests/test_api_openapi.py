@@ -7,6 +7,7 @@ the run's numbers go to test-artifacts/schemathesis.json.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -109,7 +110,8 @@ async def test_schemathesis_finds_nothing_on_the_live_service(
     schema_file.write_bytes(orjson.dumps(document))
     report = tmp_path / "report.json"
 
-    run = subprocess.run(
+    run = await asyncio.to_thread(
+        subprocess.run,
         [
             str(Path(sys.executable).parent / "schemathesis"),
             "--config-file",
