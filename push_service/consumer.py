@@ -27,7 +27,7 @@ from push_service.endpoints import EndpointPolicy
 from push_service.errors import BrokerUnavailable, ValidationError
 from push_service.metrics import Metrics
 from push_service.models import Notification, parse_notification
-from push_service.parking import PARSE_IN_THREAD_BYTES, Parking
+from push_service.parking import PARSE_IN_THREAD_BYTES, Parking, times_parked
 from push_service.status import RedisUnavailable
 
 log = logging.getLogger(__name__)
@@ -167,7 +167,8 @@ class Consumer:
             return Settle.ACK
         if result.retries:
             # Recorded as retrying already; parked (confirmed) before the ack releases it.
-            await self.parking.park(message, result.retries)
+            whole = len(result.retries) == len(notification.devices)
+            await self.parking.park(message, result.retries, whole=whole)
         self._observed(notification, message, result, arrived)
         return Settle.ACK
 
@@ -201,7 +202,9 @@ class Consumer:
         self._active[key] = current
         published = publisher_time(message.header.properties.timestamp, time.time())
         try:
-            return await self.delivery.deliver(notification, published, arrived)
+            return await self.delivery.deliver(
+                notification, published=published, arrived=arrived, parked=times_parked(message)
+            )
         finally:
             if self._active.get(key) is current:
                 del self._active[key]
