@@ -22,9 +22,11 @@ from urllib.parse import urlsplit
 import aiormq
 from aiormq.abc import AbstractChannel, AbstractConnection
 
-from push_service.broker import AMQP_ERRORS, declare_topology
+from push_service.broker import AMQP_ERRORS
 from push_service.config import redact_url
+from push_service.errors import BrokerUnavailable
 from push_service.metrics import Metrics
+from push_service.topology import Topology, declare_topology
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +40,7 @@ class BrokerSupervisor:
         self,
         urls: str | Sequence[str],
         *,
-        queue: str,
-        queue_type: str,
-        max_deliveries: int,
+        topology: Topology,
         attach: Attach,
         drain: Drain,
         metrics: Metrics,
@@ -51,9 +51,7 @@ class BrokerSupervisor:
         if not self.urls:
             raise ValueError("BrokerSupervisor needs at least one URL")
         self._node = 0  # index into urls of the node the current or next session uses
-        self.queue = queue
-        self.queue_type = queue_type
-        self.max_deliveries = max_deliveries
+        self.topology = topology
         self.attach = attach
         self.drain = drain
         self.metrics = metrics
@@ -66,6 +64,7 @@ class BrokerSupervisor:
         self._stopping = asyncio.Event()
         self._close = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._warned: set[str] = set()
 
     @property
     def url(self) -> str:
@@ -102,7 +101,7 @@ class BrokerSupervisor:
                 await self._session()
             except asyncio.CancelledError:
                 raise
-            except (TimeoutError, *AMQP_ERRORS) as exc:
+            except (TimeoutError, BrokerUnavailable, *AMQP_ERRORS) as exc:
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.warning(
                     "RabbitMQ session at %s ended: %s", redact_url(self.url), self.last_error
@@ -137,15 +136,15 @@ class BrokerSupervisor:
         self.connection = connection
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT):
+                self._warn_once(await declare_topology(connection, self.topology))
                 channel = await connection.channel(publisher_confirms=True)
-                await declare_topology(channel, self.queue, self.queue_type, self.max_deliveries)
                 cancelled = asyncio.Event()
                 channel.on_consumer_cancel_callbacks.add(lambda _frame: cancelled.set())
                 await self.attach(channel)
             self.sessions += 1
             self.metrics.broker_sessions.inc(node=node_label(self.url))
             self._set_consuming(True)
-            log.info("consuming %s from %s", self.queue, redact_url(self.url))
+            log.info("consuming %s from %s", self.topology.queue, redact_url(self.url))
             await self._wait_for_end(connection, channel, cancelled)
         finally:
             self.connection = None
@@ -175,6 +174,13 @@ class BrokerSupervisor:
             self.last_error = repr(errors[0])
             if not self._close.is_set():
                 log.warning("lost RabbitMQ node %s: %s", redact_url(self.url), self.last_error)
+
+    def _warn_once(self, warnings: list[str]) -> None:
+        # A peer's queue with other arguments is worth one line, not one per reconnect.
+        for warning in warnings:
+            if warning not in self._warned:
+                self._warned.add(warning)
+                log.warning("%s", warning)
 
     def _set_consuming(self, value: bool) -> None:
         self.consuming = value

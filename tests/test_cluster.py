@@ -25,7 +25,7 @@ from pamqp import commands as spec
 
 from push_service.config import redact_url
 from push_service.redis_client import connect
-from push_service.status import RedisUnavailable, StatusStore
+from push_service.status import Begun, RedisUnavailable, StatusStore
 from tests.conftest import ServiceFactory
 from tests.rabbit_cluster import RabbitCluster, rabbit_cluster
 from tests.redis_sentinel import MASTER, RedisProcess, SentinelGroup, sentinel_group
@@ -413,19 +413,25 @@ async def test_a_primary_that_refuses_writes_is_redis_unavailable_not_a_bug(
     primary, replica = sentinels.servers
     client = connect(sentinels.url(3), [("127.0.0.1", s.port) for s in sentinels.sentinels], MASTER)
     store = StatusStore(client, prefix=unique("ro") + ":", ttl=60)
+
+    async def begin(notification_id: str) -> Begun:
+        return await store.begin(
+            notification_id, None, 1, fingerprint="fp", deadline=time.time() + 60
+        )
+
     try:
         with pytest.raises(RedisUnavailable, match="NOREPLICAS"):
-            await store.begin("cut-off", None, 1)
+            await begin("cut-off")
         async with primary.client(sentinels.password) as p:
             await p.config_set("min-replicas-to-write", 0)
-        assert await store.begin("before", None, 1) == set()
+        assert not (await begin("before")).done
 
         async with replica.client(sentinels.password) as r:
             await r.execute_command("REPLICAOF", "NO", "ONE")  # type: ignore[no-untyped-call]
         async with primary.client(sentinels.password) as p:
             await p.execute_command("REPLICAOF", "127.0.0.1", str(replica.port))  # type: ignore[no-untyped-call]
         with pytest.raises(RedisUnavailable, match="previous master is now a slave"):
-            await store.begin("after", None, 1)  # a pipelined script call
+            await begin("after")  # a pipelined script call
         with pytest.raises(RedisUnavailable, match="previous master is now a slave"):
             await store.fail("after", "x")  # a single one
     finally:

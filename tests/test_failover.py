@@ -17,6 +17,7 @@ from aiormq.abc import AbstractChannel
 from push_service.config import redact_url
 from push_service.metrics import Metrics
 from push_service.supervisor import BrokerSupervisor, node_label
+from push_service.topology import Topology
 from tests.conftest import ServiceFactory
 from tests.support import RABBITMQ_URL, Rabbit, unique, wait_until
 
@@ -49,9 +50,7 @@ def supervisor(urls: list[str], queue: str, metrics: Metrics) -> BrokerSuperviso
 
     return BrokerSupervisor(
         urls,
-        queue=queue,
-        queue_type="classic",
-        max_deliveries=5,
+        topology=Topology(queue),
         attach=attach,
         drain=drain,
         metrics=metrics,
