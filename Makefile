@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NODE_DIR := tests/pushserver
 
-.PHONY: run test lint fmt bench services install clean
+.PHONY: run test lint fmt bench demo services install clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ $(NODE_DIR)/node_modules/.installed: $(NODE_DIR)/package.json $(NODE_DIR)/packag
 test: $(STAMP) $(NODE_DIR)/node_modules/.installed services
 	@scripts/ensure_browser.sh
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# A push end to end on this machine: web-push-testing, the service, a published notification.
+demo: $(STAMP) $(NODE_DIR)/node_modules/.installed services
+	$(BIN)/python scripts/demo.py $(DEMO_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check push_service tests scripts

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env -S sh -c 'exec "${0%/*}/../.venv/bin/python" "$0" "$@"'
 """Look at the notification queue and its dead-letter queue without changing them.
 
     count                  ready messages and consumers of the queue and of <queue>.dlq

@@ -1,8 +1,10 @@
-"""What the operator scripts (publish_notification.py, rabbitmq_inspector.py) share.
+"""What the operator scripts (publish_notification.py, rabbitmq_inspector.py,
+replay_dead_letters.py, demo.py) share.
 
 The broker target from push_service's settings and the command line, connecting to
-it, and reporting any failure as one line `<script>: error: <message>` on stderr
-(the URL's password never shown) with the script's exit status.
+it, publishing with a publisher confirm, and reporting any failure as one line
+`<script>: error: <message>` on stderr (the URL's password never shown) with the
+script's exit status.
 
 Not a script: the scripts import it as a sibling module (a script's own directory is
 first on sys.path when it runs).
@@ -20,7 +22,8 @@ from typing import NoReturn
 from urllib.parse import urlsplit
 
 import aiormq
-from aiormq.abc import AbstractConnection
+from aiormq.abc import AbstractChannel, AbstractConnection
+from pamqp import commands as spec
 
 from push_service.config import Settings, redact_url
 from push_service.errors import ConfigError
@@ -96,16 +99,43 @@ async def connect(target: Target) -> AbstractConnection:
         ) from None
 
 
+async def publish_with_confirm(
+    channel: AbstractChannel,
+    target: Target,
+    routing_key: str,
+    body: bytes,
+    properties: spec.Basic.Properties,
+) -> None:
+    """Publish (mandatory) on a confirming channel; a ScriptError unless the broker acks it.
+
+    mandatory: a message no queue takes comes back as an error instead of being
+    confirmed and dropped.
+    """
+    try:
+        async with asyncio.timeout(target.timeout):
+            confirmation = await channel.basic_publish(
+                body, routing_key=routing_key, properties=properties, mandatory=True
+            )
+    except TimeoutError:
+        raise ScriptError(
+            f"RabbitMQ at {target.shown_url} did not confirm within {target.timeout:g}s"
+        ) from None
+    except aiormq.exceptions.PublishError:
+        raise ScriptError(f"RabbitMQ returned the message: queue {routing_key!r} is gone") from None
+    if not isinstance(confirmation, spec.Basic.Ack):
+        raise ScriptError(f"RabbitMQ refused the message ({type(confirmation).__name__})")
+
+
 def broker_error(target: Target, exc: BaseException) -> ScriptError:
     """The report of an unexpected broker failure after connecting."""
     return ScriptError(f"RabbitMQ error: {target.describe_error(exc)}")
 
 
-async def close_quietly(connection: AbstractConnection, timeout: float) -> None:
-    """Close the connection; a broker that is already gone or does not answer is ignored."""
+async def close_quietly(closable: AbstractConnection | AbstractChannel, timeout: float) -> None:
+    """Close a connection or channel; a broker that is gone or does not answer is ignored."""
     try:
         async with asyncio.timeout(timeout):
-            await connection.close()
+            await closable.close()
     except (TimeoutError, *BROKER_ERRORS):
         pass
 
