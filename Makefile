@@ -4,6 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NODE_DIR := tests/pushserver
+PEERS_DIR := tests/peers
 
 .PHONY: run test lint fmt bench demo services install clean
 
@@ -21,11 +22,12 @@ services:
 run: $(STAMP) services
 	$(BIN)/push-service
 
-$(NODE_DIR)/node_modules/.installed: $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
-	npm ci --silent --no-audit --no-fund --prefix $(NODE_DIR)
+# npm folders: web-push-testing (the tests' push service) and amqplib (a peer's AMQP client).
+%/node_modules/.installed: %/package.json %/package-lock.json
+	npm ci --silent --no-audit --no-fund --prefix $*
 	touch $@
 
-test: $(STAMP) $(NODE_DIR)/node_modules/.installed services
+test: $(STAMP) $(NODE_DIR)/node_modules/.installed $(PEERS_DIR)/node_modules/.installed services
 	@scripts/ensure_browser.sh
 	$(BIN)/pytest $(PYTEST_ARGS)
 
@@ -46,7 +48,7 @@ bench: $(STAMP) services
 	$(BIN)/python scripts/bench.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info $(NODE_DIR)/node_modules .pytest_cache .mypy_cache
+	rm -rf $(VENV) build dist *.egg-info $(NODE_DIR)/node_modules $(PEERS_DIR)/node_modules .pytest_cache .mypy_cache
 
 # ---- containers --------------------------------------------------------------
 # Picks the first compose that works. Override with: make up COMPOSE="podman-compose"
