@@ -32,13 +32,10 @@ import aiormq
 from aiormq.abc import AbstractConnection
 from pamqp import commands as spec
 from script_support import (
-    BROKER_ERRORS,
     EXIT_USAGE,
     ScriptError,
     Target,
-    broker_error,
-    close_quietly,
-    connect,
+    connected,
     publish_with_confirm,
     resolve_target,
     run_script,
@@ -170,8 +167,7 @@ async def ensure_queue(connection: AbstractConnection, target: Target, declare: 
 
 
 async def publish(target: Target, body: bytes, notification_id: str, declare: bool) -> None:
-    connection = await connect(target)
-    try:
+    async with connected(target) as connection:
         async with asyncio.timeout(target.timeout):
             await ensure_queue(connection, target, declare)
             channel = await connection.channel(publisher_confirms=True)
@@ -182,12 +178,6 @@ async def publish(target: Target, body: bytes, notification_id: str, declare: bo
             timestamp=datetime.datetime.now(datetime.UTC),
         )
         await publish_with_confirm(channel, target, target.queue, body, properties)
-    except TimeoutError:
-        raise ScriptError(f"RabbitMQ at {target.shown_url} did not answer in time") from None
-    except BROKER_ERRORS as exc:
-        raise broker_error(target, exc) from None
-    finally:
-        await close_quietly(connection, target.timeout)
 
 
 def run(args: argparse.Namespace) -> int:

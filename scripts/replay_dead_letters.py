@@ -53,13 +53,13 @@ from pamqp import commands as spec
 from pamqp.common import FieldTable
 from rabbitmq_inspector import queue_state
 from script_support import (
-    BROKER_ERRORS,
     EXIT_INTERRUPTED,
     ScriptError,
     Target,
-    broker_error,
+    add_broker_arguments,
     close_quietly,
-    connect,
+    connected,
+    positive,
     publish_with_confirm,
     resolve_target,
     run_script,
@@ -274,28 +274,14 @@ async def run(args: argparse.Namespace) -> int:
     selection = Selection(frozenset(args.id or ()), frozenset(args.reason or ()), args.limit)
     report = Report(f"{target.queue}.dlq", target.queue, args.dry_run, args.json)
     with stop_on_signals() as stop:
-        connection = await connect(target)
-        try:
+        async with connected(target) as connection:
             await replay(connection, target, selection, report, stop)
-        except TimeoutError:
-            raise ScriptError(f"RabbitMQ at {target.shown_url} did not answer in time") from None
-        except BROKER_ERRORS as exc:
-            raise broker_error(target, exc) from None
-        finally:
-            await close_quietly(connection, target.timeout)
     found = {about["notification_id"] for about in report.replayed}
     missing = sorted(selection.ids - found) if selection.limit is None else []
     report.print_summary(missing)
     if report.interrupted:
         return EXIT_INTERRUPTED
     return EXIT_NOT_FOUND if missing else 0
-
-
-def positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
 
 
 def parser() -> argparse.ArgumentParser:
@@ -317,13 +303,7 @@ def parser() -> argparse.ArgumentParser:
     )
     which.add_argument("--limit", type=positive, help="replay at most N messages")
     p.add_argument("--dry-run", action="store_true", help="show what would move; move nothing")
-    p.add_argument("--url", help="AMQP URL (default: RABBITMQ_URL)")
-    p.add_argument("--queue", help="main queue name (default: RABBITMQ_QUEUE_NAME)")
-    p.add_argument("--json", action="store_true", help="print one JSON document at the end")
-    p.add_argument(
-        "--timeout", type=float, default=5.0, help="seconds to wait for the broker (default 5)"
-    )
-    p.add_argument("-v", "--verbose", action="store_true", help="log AMQP library details")
+    add_broker_arguments(p)
     return p
 
 

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import NoReturn
 from urllib.parse import urlsplit
@@ -64,6 +65,25 @@ class Target:
     def describe_error(self, exc: BaseException) -> str:
         """`<ExceptionType>: <message>`, scrubbed."""
         return f"{type(exc).__name__}: {self.scrub(str(exc) or type(exc).__name__)}"
+
+
+def positive(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def add_broker_arguments(parser: argparse.ArgumentParser) -> None:
+    """--url, --queue, --json, --timeout and -v, as the broker scripts take them."""
+    parser.add_argument("--url", help="AMQP URL (default: RABBITMQ_URL)")
+    parser.add_argument("--queue", help="main queue name (default: RABBITMQ_QUEUE_NAME)")
+    parser.add_argument("--json", action="store_true", help="print one JSON document")
+    parser.add_argument(
+        "--timeout", type=float, default=5.0, help="seconds to wait for the broker (default 5)"
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log AMQP library details")
 
 
 def load_settings() -> Settings:
@@ -124,6 +144,20 @@ async def publish_with_confirm(
         raise ScriptError(f"RabbitMQ returned the message: queue {routing_key!r} is gone") from None
     if not isinstance(confirmation, spec.Basic.Ack):
         raise ScriptError(f"RabbitMQ refused the message ({type(confirmation).__name__})")
+
+
+@contextlib.asynccontextmanager
+async def connected(target: Target) -> AsyncIterator[AbstractConnection]:
+    """A connection, closed after; a broker failure inside becomes a one-line ScriptError."""
+    connection = await connect(target)
+    try:
+        yield connection
+    except TimeoutError:
+        raise ScriptError(f"RabbitMQ at {target.shown_url} did not answer in time") from None
+    except BROKER_ERRORS as exc:
+        raise broker_error(target, exc) from None
+    finally:
+        await close_quietly(connection, target.timeout)
 
 
 def broker_error(target: Target, exc: BaseException) -> ScriptError:
