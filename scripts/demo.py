@@ -49,6 +49,8 @@ from publish_notification import publish
 from script_support import BROKER_ERRORS, ScriptError, Target, load_settings, run_script
 
 from push_service.config import Settings
+from push_service.parking import Ladder
+from push_service.topology import Topology
 
 ROOT = Path(__file__).resolve().parent.parent
 PUSH_SERVER_JS = ROOT / "tests/pushserver/node_modules/web-push-testing/src/bin/server.js"
@@ -211,13 +213,20 @@ class Demo:
 
         return await wait_for("web-push-testing to receive the push", self.deadline, messages)
 
+    def queues(self) -> list[str]:
+        """The main queue, its DLQ and the delay queues the service declares."""
+        settings = Settings.from_env(self.service_env(0), env_file=ROOT / ".env")
+        topology = Topology(self.queue, settings.rabbitmq_queue_type)
+        delays = Ladder(settings.push_retry_ladder_seconds).queues(topology)
+        return [self.queue, topology.dead_letter_queue, *delays]
+
     async def clean_up(self) -> None:
         """Delete the demo's queues and status keys (the service is stopped by now)."""
         with contextlib.suppress(TimeoutError, *BROKER_ERRORS):
             async with asyncio.timeout(10):
                 connection = await aiormq.connect(self.settings.rabbitmq_url)
                 channel = await connection.channel()
-                for name in (self.queue, f"{self.queue}.dlq"):
+                for name in self.queues():
                     await channel.queue_delete(name)
                 await connection.close()
         client = redis.Redis.from_url(self.settings.redis_url)

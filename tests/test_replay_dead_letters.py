@@ -14,7 +14,7 @@ import aiormq
 import orjson
 import pytest
 
-from push_service.broker import declare_topology
+from push_service.topology import Topology, declare_topology
 from tests.conftest import ServiceFactory
 from tests.support import (
     ROOT,
@@ -36,7 +36,7 @@ NOW = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
 async def queue(rabbit: Rabbit) -> AsyncIterator[str]:
     """A unique queue and its .dlq, declared as the service declares them; deleted after."""
     name = unique("test.replay")
-    await declare_topology(await rabbit._channel(), name, "classic", 5)
+    assert await declare_topology(rabbit.connection, Topology(name)) == []
     yield name
     await rabbit.delete(name, f"{name}.dlq")
 
