@@ -136,6 +136,22 @@ async def test_by_id_moves_only_those_and_keeps_the_rest_in_order(
     assert ids(await drain(rabbit, f"{queue}.dlq")) == ["a", "c", "e"]
 
 
+async def test_quorum_queues_keep_the_order_too(tmp_path: Path, rabbit: Rabbit) -> None:
+    name = unique("test.replay.quorum")
+    assert await declare_topology(rabbit.connection, Topology(name, "quorum")) == []
+    try:
+        for notification_id in ("a", "b", "c", "d"):
+            await dead_letter(rabbit, name, notification_id)
+        # A dry run returns every message: the quorum DLQ counts a delivery for each.
+        assert (await replay(name, "--all", "--dry-run", cwd=tmp_path)).code == 0
+        result = await replay(name, "--id", "b", "--id", "d", cwd=tmp_path)
+        assert result.code == 0, result.both
+        assert ids(await drain(rabbit, name)) == ["b", "d"]
+        assert ids(await drain(rabbit, f"{name}.dlq")) == ["a", "c"]
+    finally:
+        await rabbit.delete(name, f"{name}.dlq")
+
+
 async def test_dry_run_moves_nothing(tmp_path: Path, rabbit: Rabbit, queue: str) -> None:
     for name in ("a", "b", "c"):
         await dead_letter(rabbit, queue, name)
