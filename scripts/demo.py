@@ -31,22 +31,29 @@ import contextlib
 import json
 import os
 import secrets
-import signal
-import socket
+import shlex
 import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
 import aiormq
 import redis.asyncio as redis
+from child_processes import Process, free_port
 from publish_notification import publish
-from script_support import BROKER_ERRORS, ScriptError, Target, load_settings, run_script
+from script_support import (
+    BROKER_ERRORS,
+    EXIT_INTERRUPTED,
+    ScriptError,
+    Target,
+    load_settings,
+    run_script,
+    stop_on_signals,
+)
 
 from push_service.config import Settings
 from push_service.parking import Ladder
@@ -55,46 +62,6 @@ from push_service.topology import Topology
 ROOT = Path(__file__).resolve().parent.parent
 PUSH_SERVER_JS = ROOT / "tests/pushserver/node_modules/web-push-testing/src/bin/server.js"
 T = TypeVar("T")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class Process:
-    """A child process whose output goes to `log`."""
-
-    name: str
-    proc: asyncio.subprocess.Process
-    log: Path
-
-    @classmethod
-    async def start(
-        cls, name: str, command: list[str], env: dict[str, str] | None, log: Path
-    ) -> Process:
-        with log.open("wb") as out:
-            proc = await asyncio.create_subprocess_exec(
-                *command, cwd=ROOT, env=env, stdout=out, stderr=out
-            )
-        return cls(name, proc, log)
-
-    def check_running(self) -> None:
-        if self.proc.returncode is not None:
-            output = self.log.read_text(errors="replace")
-            raise ScriptError(f"{self.name} exited with {self.proc.returncode}:\n{output}")
-
-    async def stop(self) -> None:
-        if self.proc.returncode is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                async with asyncio.timeout(40):
-                    await self.proc.wait()
-            except TimeoutError:
-                self.proc.kill()
-                await self.proc.wait()
 
 
 async def wait_for(what: str, deadline: float, check: Callable[[], Awaitable[T | None]]) -> T:
@@ -119,6 +86,7 @@ class Demo:
         self.token = secrets.token_urlsafe(24)
         self.push_url = f"http://localhost:{free_port()}"
         self.service_url = ""
+        self.succeeded = False  # a push arrived (with --keep-running: then Ctrl-C is the end)
 
     def service_env(self, port: int) -> dict[str, str]:
         """`make run`'s configuration, with a queue, prefix and token of its own."""
@@ -136,12 +104,15 @@ class Demo:
         )
         return env
 
-    async def start_push_server(self, logs: Path) -> Process:
+    async def start_push_server(self, logs: Path, stack: contextlib.AsyncExitStack) -> None:
         if not PUSH_SERVER_JS.is_file():
             raise ScriptError(f"{PUSH_SERVER_JS} is missing: run `make demo` (or npm ci)", 2)
         port = self.push_url.rsplit(":", 1)[1]
         command = ["node", str(PUSH_SERVER_JS), port]
-        proc = await Process.start("web-push-testing", command, None, logs / "web-push-testing.log")
+        proc = await Process.start(
+            "web-push-testing", command, ROOT, None, logs / "web-push-testing.log"
+        )
+        stack.push_async_callback(proc.stop)
 
         async def up() -> bool | None:
             proc.check_running()
@@ -149,14 +120,14 @@ class Demo:
                 return True if response.status == 200 else None
 
         await wait_for("web-push-testing to listen", self.deadline, up)
-        return proc
 
-    async def start_service(self, logs: Path) -> Process:
+    async def start_service(self, logs: Path, stack: contextlib.AsyncExitStack) -> None:
         port = free_port()
         self.service_url = f"http://127.0.0.1:{port}"
         command = [sys.executable, "-m", "push_service"]
         env = self.service_env(port)
-        proc = await Process.start("push_service", command, env, logs / "push_service.log")
+        proc = await Process.start("push_service", command, ROOT, env, logs / "push_service.log")
+        stack.push_async_callback(proc.stop)
 
         async def ready() -> bool | None:
             proc.check_running()
@@ -164,7 +135,6 @@ class Demo:
                 return True if response.status == 200 else None
 
         await wait_for("push_service to be ready (GET /ready)", self.deadline, ready)
-        return proc
 
     async def subscribe(self) -> tuple[dict[str, Any], str, str]:
         """(PushSubscription, web-push-testing's client hash, the VAPID public key)."""
@@ -262,30 +232,67 @@ async def run_demo(demo: Demo, args: argparse.Namespace) -> int:
     print(json.dumps(decrypted, indent=2, ensure_ascii=False))
     print(f"\nstatus record (GET /notifications/{notification_id}):")
     print(json.dumps(record, indent=2, ensure_ascii=False))
+    if args.keep_running:
+        demo.succeeded = True
+        print_try_more(demo, subscription, client_hash, notification_id)
+        await asyncio.Event().wait()  # until Ctrl-C
     return 0
+
+
+def print_try_more(
+    demo: Demo, subscription: dict[str, Any], client_hash: str, notification_id: str
+) -> None:
+    device = shlex.quote(json.dumps(subscription))
+    received = shlex.quote(json.dumps({"clientHash": client_hash}))
+    print(
+        "\nStill running; Ctrl-C stops both servers and cleans up. Try:\n"
+        f"  curl -H 'Authorization: Bearer {demo.token}' "
+        f"{demo.service_url}/notifications/{notification_id}\n"
+        f"  RABBITMQ_QUEUE_NAME={demo.queue} scripts/publish_notification.py "
+        f"--allow-any-endpoint --title Again --subscription-json {device}\n"
+        f"  curl -X POST -H 'Content-Type: application/json' -d {received} "
+        f"{demo.push_url}/get-notifications",
+        flush=True,
+    )
+
+
+async def start_and_run(
+    demo: Demo, args: argparse.Namespace, logs: Path, stack: contextlib.AsyncExitStack
+) -> int:
+    await demo.start_push_server(logs, stack)
+    await demo.start_service(logs, stack)
+    try:
+        return await run_demo(demo, args)
+    except ScriptError:
+        log = logs / "push_service.log"
+        if log.is_file():
+            sys.stderr.write(f"--- push_service's log\n{log.read_text(errors='replace')}")
+        raise
 
 
 async def main_async(args: argparse.Namespace) -> int:
     settings = load_settings()
     deadline = time.monotonic() + args.timeout
     with tempfile.TemporaryDirectory(prefix="push-demo-") as tmp:
-        logs = Path(tmp)
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
             demo = Demo(settings, http, deadline)
-            async with contextlib.AsyncExitStack() as stack:
-                stack.push_async_callback(demo.clean_up)
-                for starter in (demo.start_push_server, demo.start_service):
-                    proc = await starter(logs)
-                    stack.push_async_callback(proc.stop)
-                try:
-                    return await run_demo(demo, args)
-                except ScriptError:
-                    log = logs / "push_service.log"
-                    if log.is_file():
-                        sys.stderr.write(
-                            f"--- push_service's log\n{log.read_text(errors='replace')}"
-                        )
-                    raise
+            # Ctrl-C stops the demo, not the clean-up after it (a second Ctrl-C does).
+            with stop_on_signals() as stop:
+                async with contextlib.AsyncExitStack() as stack:
+                    stack.push_async_callback(demo.clean_up)
+                    body = asyncio.create_task(start_and_run(demo, args, Path(tmp), stack))
+                    stopped = asyncio.create_task(stop.wait())
+                    await asyncio.wait({body, stopped}, return_when=asyncio.FIRST_COMPLETED)
+                    stopped.cancel()
+                    if body.done():
+                        return body.result()
+                    body.cancel()
+                    await asyncio.wait({body})
+                    if demo.succeeded:
+                        print("stopping", file=sys.stderr)
+                        return 0
+                    print("interrupted; stopping what the demo started", file=sys.stderr)
+                    return EXIT_INTERRUPTED
 
 
 def parser() -> argparse.ArgumentParser:
@@ -297,6 +304,11 @@ def parser() -> argparse.ArgumentParser:
         "--body", default="This push went through RabbitMQ, push_service and a local push service."
     )
     p.add_argument("--timeout", type=float, default=60.0, help="seconds for the whole demo")
+    p.add_argument(
+        "--keep-running",
+        action="store_true",
+        help="after the push, keep both servers running until Ctrl-C (prints what to try)",
+    )
     return p
 
 

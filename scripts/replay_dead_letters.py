@@ -41,9 +41,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import signal
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -63,6 +60,7 @@ from script_support import (
     publish_with_confirm,
     resolve_target,
     run_script,
+    stop_on_signals,
 )
 
 from push_service.models import peek_notification_id
@@ -201,26 +199,6 @@ async def move(message: DeliveredMessage, sink: AbstractChannel, target: Target,
     tag = getattr(message.delivery, "delivery_tag", None)
     assert tag is not None
     await message.channel.basic_ack(tag)
-
-
-@contextmanager
-def stop_on_signals() -> Iterator[asyncio.Event]:
-    """An event set by the first Ctrl-C or SIGTERM; a second Ctrl-C interrupts at once."""
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-
-    def first() -> None:
-        stop.set()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(signum)
-
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, first)
-    try:
-        yield stop
-    finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(signum)
 
 
 async def check_queues(connection: AbstractConnection, target: Target, dlq: str) -> int:

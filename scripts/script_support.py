@@ -16,8 +16,9 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import signal
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import NoReturn
 from urllib.parse import urlsplit
@@ -172,6 +173,26 @@ async def close_quietly(closable: AbstractConnection | AbstractChannel, timeout:
             await closable.close()
     except (TimeoutError, *BROKER_ERRORS):
         pass
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[asyncio.Event]:
+    """An event set by the first Ctrl-C or SIGTERM; a second Ctrl-C interrupts at once."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+
+    def first() -> None:
+        stop.set()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, first)
+    try:
+        yield stop
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
 
 
 def fail(prog: str, message: str, code: int) -> NoReturn:
