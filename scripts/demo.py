@@ -67,7 +67,7 @@ T = TypeVar("T")
 async def wait_for(what: str, deadline: float, check: Callable[[], Awaitable[T | None]]) -> T:
     """Poll `check` until it returns a value; ScriptError at the deadline."""
     while True:
-        with contextlib.suppress(aiohttp.ClientError):
+        with contextlib.suppress(aiohttp.ClientError, TimeoutError):  # not up (yet)
             if (value := await check()) is not None:
                 return value
         if time.monotonic() > deadline:
@@ -271,7 +271,7 @@ async def start_and_run(
 
 
 async def main_async(args: argparse.Namespace) -> int:
-    settings = load_settings()
+    settings = load_settings(ROOT / ".env")  # what the service reads: it runs in ROOT
     deadline = time.monotonic() + args.timeout
     with tempfile.TemporaryDirectory(prefix="push-demo-") as tmp:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:

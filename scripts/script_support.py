@@ -20,6 +20,7 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import NoReturn
 from urllib.parse import urlsplit
 
@@ -87,9 +88,9 @@ def add_broker_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-v", "--verbose", action="store_true", help="log AMQP library details")
 
 
-def load_settings() -> Settings:
+def load_settings(env_file: Path | str = ".env") -> Settings:
     try:
-        return Settings.from_env()
+        return Settings.from_env(env_file=env_file)
     except ConfigError as exc:
         raise ScriptError(f"configuration error: {exc}", EXIT_USAGE) from None
 
