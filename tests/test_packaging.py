@@ -78,7 +78,8 @@ def test_wheel_ships_the_test_page_and_the_console_script(wheel: Path) -> None:
         assert f"push_service/web/{name}" in names, name
     assert "push_service/web/__init__.py" in names
     assert 'src="/web_push_test/web_push_test.js"' in page
-    assert {"push_service/__main__.py", "push_service/main.py", "push_service/api/__init__.py"} <= names
+    entry = {"push_service/__main__.py", "push_service/main.py", "push_service/api/__init__.py"}
+    assert entry <= names
     assert not any(n.startswith(("tests/", "web/", "scripts/")) for n in names), sorted(names)
     assert not any(n.endswith((".pem", ".env", ".pyc")) for n in names), sorted(names)
     parser = configparser.ConfigParser()
