@@ -99,13 +99,26 @@ class Pusher:
             except TransientPushError as exc:
                 tries.error = exc
                 delay = self._delay(exc, tries)
-                if time.monotonic() - arrived + delay > self.policy.in_process_seconds:
+                if not self._retry_here(tries, delay, arrived, deadline):
                     return await self._after_transient(n, device, deadline, tries, exc, delay)
                 await asyncio.sleep(delay)
                 continue
             except PushError as exc:
                 return await self._failed(n, device, exc, tries.count)
             return self._sent(n, device, status, tries.count)
+
+    def _retry_here(self, tries: _Tries, delay: float, arrived: float, deadline: Deadline) -> bool:
+        """Whether the next try waits in process: tries left, within the budget, in time.
+
+        Otherwise `_after_transient` decides: failed (no tries left), expired (the try
+        would come after the deadline, so waiting for it would only hold the consumer)
+        or parked.
+        """
+        return (
+            tries.count < self.policy.max_tries
+            and time.monotonic() - arrived + delay <= self.policy.in_process_seconds
+            and time.time() + delay < deadline.at
+        )
 
     def _delay(self, exc: TransientPushError, tries: _Tries) -> float:
         if exc.retry_after is not None:
