@@ -396,6 +396,38 @@ async def test_a_due_retry_continues_the_count_of_attempts(
     assert rig.metrics.retries.value() == 1  # a request after earlier ones is a retry
 
 
+async def test_a_due_retry_behind_an_open_circuit_keeps_its_last_error(
+    make_rig: MakeRig, pushes: ScriptedPushService
+) -> None:
+    # The record of a parked device says why it waits: the error of its last request.
+    rig = await make_rig(circuit=CircuitPolicy(failures=1, open_seconds=30))
+    await rig.push(pushes.endpoint(502))  # opens the origin's circuit
+    endpoint = pushes.endpoint(201)
+
+    outcome = await rig.push(endpoint, previous=retry_of(endpoint, time.time() - 1, 3))
+
+    assert isinstance(outcome, DeviceRetry)
+    assert (outcome.reason, outcome.attempts) == ("circuit_open", 3)
+    assert (outcome.last_error, outcome.http_status) == ("HTTP 500: no", 500)
+    assert pushes.hits(endpoint) == []
+
+
+async def test_a_retry_that_comes_back_after_the_deadline_expires_with_its_last_error(
+    make_rig: MakeRig, pushes: ScriptedPushService
+) -> None:
+    rig = await make_rig()
+    endpoint = pushes.endpoint(201)
+    previous = retry_of(endpoint, time.time() - 1, 3)
+
+    outcome = await rig.push(endpoint, Deadline(time.time() - 0.5, 60), previous)
+
+    assert isinstance(outcome, DeviceOutcome)
+    assert (outcome.status, outcome.reason, outcome.attempts) == ("failed", "expired", 3)
+    assert outcome.http_status == 500
+    assert outcome.detail is not None and outcome.detail.endswith("last error: HTTP 500: no")
+    assert pushes.hits(endpoint) == []
+
+
 # --- circuits ----------------------------------------------------------------------------------
 
 
