@@ -31,7 +31,7 @@ from push_service.status import DeviceOutcome, DeviceRetry
 from push_service.users import UserServiceClient
 from push_service.vapid import VapidSigner, generate_private_key
 from push_service.webpush import WebPushSender, make_session
-from tests.support import StubServer, device_keys, serve_app, stub_server, unique, wait_until
+from tests.support import StubServer, device_keys, serve_app, unique, wait_until
 
 POLICY = EndpointPolicy(("127.0.0.1",), allow_http=True)
 DEACTIVATE_PATH = "/api/v1/push-subscriptions/deactivate"
@@ -96,12 +96,6 @@ async def scripted_push_service() -> AsyncIterator[ScriptedPushService]:
 async def pushes() -> AsyncIterator[ScriptedPushService]:
     async with scripted_push_service() as service:
         yield service
-
-
-@pytest.fixture
-async def user_service() -> AsyncIterator[StubServer]:
-    async with stub_server([(200, {})]) as stub:
-        yield stub
 
 
 @dataclass
