@@ -11,6 +11,7 @@ on another channel closes that channel.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 import time
@@ -19,7 +20,7 @@ from enum import Enum
 
 from aiormq.abc import AbstractChannel, DeliveredMessage
 
-from push_service.broker import AMQP_ERRORS
+from push_service.broker import AMQP_ERRORS, USER_VERIFIED_HEADER
 from push_service.dead_letters import DeadLetters
 from push_service.deadline import publisher_time
 from push_service.delivery import Delivery, DeliveryResult
@@ -27,7 +28,7 @@ from push_service.endpoints import EndpointPolicy
 from push_service.errors import BrokerUnavailable, ValidationError
 from push_service.metrics import Metrics
 from push_service.models import Notification, parse_notification
-from push_service.parking import PARSE_IN_THREAD_BYTES, Parking
+from push_service.parking import PARSE_IN_THREAD_BYTES, Parking, times_parked
 from push_service.status import RedisUnavailable
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,14 @@ def message_key(message: DeliveredMessage) -> str:
     """What identifies a message across redeliveries: its message id, else its body."""
     message_id = message.header.properties.message_id
     return (message_id or hashlib.sha256(message.body).hexdigest())[:128]
+
+
+def user_verified(message: DeliveredMessage) -> bool:
+    """False when the publisher says the user_id is unverified; peers' messages are trusted."""
+    value = (message.header.properties.headers or {}).get(USER_VERIFIED_HEADER)
+    if isinstance(value, bytes):
+        value = value.decode(errors="replace")
+    return not (value is False or (isinstance(value, str) and value.strip().lower() == "false"))
 
 
 class Settle(Enum):
@@ -161,13 +170,16 @@ class Consumer:
             return Settle.ACK
         try:
             notification = await self._parse(body)
+            if not user_verified(message):
+                notification = dataclasses.replace(notification, user_verified=False)
             result = await self._deliver_once(notification, message, arrived)
         except ValidationError as exc:  # DuplicateNotification included
             await self.dead_letters.send(message, exc.code, exc.detail)
             return Settle.ACK
         if result.retries:
             # Recorded as retrying already; parked (confirmed) before the ack releases it.
-            await self.parking.park(message, result.retries)
+            whole = len(result.retries) == len(notification.devices)
+            await self.parking.park(message, result.retries, whole=whole)
         self._observed(notification, message, result, arrived)
         return Settle.ACK
 
@@ -201,7 +213,9 @@ class Consumer:
         self._active[key] = current
         published = publisher_time(message.header.properties.timestamp, time.time())
         try:
-            return await self.delivery.deliver(notification, published, arrived)
+            return await self.delivery.deliver(
+                notification, published=published, arrived=arrived, parked=times_parked(message)
+            )
         finally:
             if self._active.get(key) is current:
                 del self._active[key]

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from push_service.deadline import Deadline, first_deadline
 from push_service.metrics import Metrics
 from push_service.models import Device, Notification
-from push_service.pusher import Pusher
+from push_service.pusher import PushContext, Pusher
 from push_service.retry import RetryPolicy, call_with_retries
 from push_service.status import Begun, DeviceOutcome, DeviceRetry, RedisUnavailable, StatusStore
 
@@ -99,24 +99,33 @@ class Delivery:
         return await call_with_retries(operation, STORE_RETRY, RedisUnavailable)
 
     async def deliver(
-        self, n: Notification, published: float | None = None, arrived: float | None = None
+        self,
+        n: Notification,
+        *,
+        published: float | None = None,
+        arrived: float | None = None,
+        parked: int = 0,
     ) -> DeliveryResult:
         """Push to every device not yet done and record each outcome.
 
         `published` is the publisher's timestamp (epoch seconds) if plausible; `arrived`
-        (monotonic) when the message reached this process. Raises DuplicateNotification
-        when another notification holds the id.
+        (monotonic) when the message reached this process; `parked` how often it was
+        parked before. Raises DuplicateNotification when another notification holds the id.
         """
         begun = await self._begin(n, published)
         deadline = Deadline(begun.deadline, self.default_ttl if n.ttl is None else n.ttl)
+        context = PushContext(deadline, time.monotonic() if arrived is None else arrived, parked)
         writer = _OutcomeWriter(self, n.notification_id)
         await self._record_rejected(n, begun, writer)
         pending = [d for d in n.devices if d.key not in begun.done]
-        arrived = time.monotonic() if arrived is None else arrived
 
         async def one(device: Device) -> None:
             previous = begun.retrying.get(device.key)
-            await writer.write(await self.pusher.push(n, device, deadline, previous, arrived))
+            result = await self.pusher.push(n, device, context, previous)
+            if result is previous and previous is not None:
+                writer.retries.append(previous)  # on record as it is: park it again
+            else:
+                await writer.write(result)
 
         if len(pending) == 1:
             await one(pending[0])
@@ -138,6 +147,7 @@ class Delivery:
                 total,
                 fingerprint=fingerprint(n),
                 deadline=deadline,
+                user_verified=n.user_verified,
             )
         )
 

@@ -90,16 +90,26 @@ class Parking:
         self.timeout = timeout
         self.metrics = metrics
 
-    async def park(self, message: DeliveredMessage, retries: Sequence[DeviceRetry]) -> None:
-        """Publish (confirmed) one copy per delay step; BrokerUnavailable if that fails."""
+    async def park(
+        self, message: DeliveredMessage, retries: Sequence[DeviceRetry], *, whole: bool
+    ) -> None:
+        """Publish (confirmed) one copy per delay step; BrokerUnavailable if that fails.
+
+        `whole`: every device of the message is to be retried (a copy coming back to a
+        push service still down, mostly); one step then takes the body as it is.
+        """
         now = time.time()
         groups: dict[float, set[str]] = defaultdict(set)
         for retry in retries:
             groups[self.ladder.step_for(retry.not_before - now)].add(retry.endpoint)
-        original = await _load(message.body)
-        hops = _hops(message) + 1
+        hops = times_parked(message) + 1
+        original = None if whole and len(groups) == 1 else await _load(message.body)
         for step, endpoints in groups.items():
-            body = orjson.dumps(_with_devices(original, endpoints))
+            body = (
+                message.body
+                if original is None
+                else orjson.dumps(_with_devices(original, endpoints))
+            )
             await self._publish(message, self.ladder.queue(self.topology.queue, step), body, hops)
             self.metrics.parked.inc()
 
@@ -137,7 +147,7 @@ def parked_properties(original: spec.Basic.Properties, hops: int) -> spec.Basic.
     )
 
 
-def _hops(message: DeliveredMessage) -> int:
+def times_parked(message: DeliveredMessage) -> int:
     hops = (message.header.properties.headers or {}).get("x-push-parked")
     return hops if isinstance(hops, int) else 0
 

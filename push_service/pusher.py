@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from push_service.circuits import Circuits
 from push_service.deadline import Deadline
@@ -39,6 +39,15 @@ Result = DeviceOutcome | DeviceRetry
 def host_label(device: Device) -> str:
     """The metrics label of a push service: host, and port when not the default."""
     return device.origin.partition("://")[2]
+
+
+@dataclass(frozen=True, slots=True)
+class PushContext:
+    """What every device of one message shares: its deadline and how it got here."""
+
+    deadline: Deadline
+    arrived: float = field(default_factory=time.monotonic)  # the in-process budget counts from it
+    parked: int = 0  # times the message was parked already
 
 
 @dataclass(slots=True)
@@ -81,14 +90,12 @@ class Pusher:
         self,
         n: Notification,
         device: Device,
-        deadline: Deadline,
+        context: PushContext,
         previous: DeviceRetry | None = None,
-        arrived: float | None = None,
     ) -> Result:
         """Push until sent, failed for good, out of time, or due to be parked.
 
-        `previous` is the device's retry on record; `arrived` (monotonic) is when the
-        message reached this process, from which the in-process budget counts.
+        `previous` is the device's retry on record: one not due yet is returned as it is.
         """
         if len(n.payload) > MAX_PLAINTEXT_BYTES:
             too_large = PayloadTooLarge(
@@ -98,38 +105,53 @@ class Pusher:
         if previous is not None and previous.not_before > time.time():
             return previous  # not due yet (a delay step shorter than the wait): park again
         tries = _Tries.after(previous)
-        arrived = time.monotonic() if arrived is None else arrived
+        deadline = context.deadline
         while True:
             if deadline.expired(time.time()):
                 return self._expired(n, device, deadline, tries)
             try:
                 status = await self._request(n, device, deadline, tries)
             except PushServiceUnavailable as exc:
-                until = time.time() + max(0.0, exc.until - time.monotonic())
-                return self._park(n, device, deadline, tries, until, exc.reason)
+                return self._park(n, device, deadline, tries, self._wait(exc, context), exc.reason)
             except TransientPushError as exc:
-                tries.error = exc
-                delay = self._delay(exc, tries)
-                if not self._retry_here(tries, delay, arrived, deadline):
-                    return await self._after_transient(n, device, deadline, tries, exc, delay)
-                await asyncio.sleep(delay)
+                outcome = await self._after_transient(n, device, context, tries, exc)
+                if outcome is not None:
+                    return outcome
                 continue
             except PushError as exc:
                 return await self._failed(n, device, exc, tries.count)
             return self._sent(n, device, status, tries.count)
 
-    def _retry_here(self, tries: _Tries, delay: float, arrived: float, deadline: Deadline) -> bool:
-        """Whether the next try waits in process: tries left, within the budget, in time.
+    async def _after_transient(
+        self,
+        n: Notification,
+        device: Device,
+        context: PushContext,
+        tries: _Tries,
+        exc: TransientPushError,
+    ) -> Result | None:
+        """The outcome after a transient failure, or None once it is time to try again here."""
+        tries.error = exc
+        if tries.count >= self.policy.max_tries:
+            return await self._failed(n, device, exc, tries.count)
+        delay = self._delay(exc, tries)
+        due = time.time() + delay
+        if time.monotonic() - context.arrived + delay > self.policy.in_process_seconds:
+            reason = "backoff" if exc.retry_after is None else "retry_after"
+            return self._park(n, device, context.deadline, tries, due, reason)
+        if context.deadline.expired(due):
+            return self._expired(n, device, context.deadline, tries)
+        await asyncio.sleep(delay)
+        return None
 
-        Otherwise `_after_transient` decides: failed (no tries left), expired (the try
-        would come after the deadline, so waiting for it would only hold the consumer)
-        or parked.
+    def _wait(self, exc: PushServiceUnavailable, context: PushContext) -> float:
+        """Until when to park a push its push service cannot take now (epoch seconds).
+
+        At least the circuit's cool-down, and longer each time the same message comes
+        back to a push service still down: a long outage costs few round trips.
         """
-        return (
-            tries.count < self.policy.max_tries
-            and time.monotonic() - arrived + delay <= self.policy.in_process_seconds
-            and time.time() + delay < deadline.at
-        )
+        circuit = max(0.0, exc.until - time.monotonic())
+        return time.time() + max(circuit, self.policy.delay(context.parked + 1))
 
     def _delay(self, exc: TransientPushError, tries: _Tries) -> float:
         if exc.retry_after is not None:
@@ -163,20 +185,6 @@ class Pusher:
                 self.metrics.push_latency.observe(time.perf_counter() - started)
             circuit.answered()
             return status
-
-    async def _after_transient(
-        self,
-        n: Notification,
-        device: Device,
-        deadline: Deadline,
-        tries: _Tries,
-        exc: TransientPushError,
-        delay: float,
-    ) -> Result:
-        if tries.count >= self.policy.max_tries:
-            return await self._failed(n, device, exc, tries.count)
-        reason = "backoff" if exc.retry_after is None else "retry_after"
-        return self._park(n, device, deadline, tries, time.time() + delay, reason)
 
     def _park(
         self,
@@ -241,16 +249,25 @@ class Pusher:
             )
         return DeviceOutcome(device.key, device.endpoint, "sent", status, None, attempts)
 
+    async def _deactivate(self, n: Notification, device: Device, exc: PushError) -> str:
+        if n.user_verified:
+            outcome = await self.users.deactivate(
+                n.user_id, device.endpoint, exc.reason, exc.status_code
+            )
+        else:
+            # Anyone may claim any user_id at an anonymous /subscribe: reporting it would
+            # let them have a victim's subscriptions deactivated.
+            outcome = "skipped: unverified user_id"
+        self.metrics.invalidations.inc(result=outcome.split(":", 1)[0])
+        return outcome
+
     async def _failed(
         self, n: Notification, device: Device, exc: PushError, attempts: int
     ) -> DeviceOutcome:
         self.metrics.pushes.inc(outcome=exc.reason, host=host_label(device))
         deactivation = None
         if isinstance(exc, SubscriptionGone):
-            deactivation = await self.users.deactivate(
-                n.user_id, device.endpoint, exc.reason, exc.status_code
-            )
-            self.metrics.invalidations.inc(result=deactivation.split(":", 1)[0])
+            deactivation = await self._deactivate(n, device, exc)
         elif isinstance(exc, VapidRejected):
             log.error(
                 "push service %s rejected our VAPID credentials (%s): check VAPID keys "

@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
+import aiohttp
 import pytest
 import redis.asyncio as redis
 
@@ -48,6 +49,12 @@ async def user_service() -> AsyncIterator[StubServer]:
     """A stand-in User Service that accepts every deactivation (200) and records it."""
     async with stub_server([(200, {})]) as stub:
         yield stub
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as session:
+        yield session
 
 
 @pytest.fixture

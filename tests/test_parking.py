@@ -302,7 +302,9 @@ def retry(endpoint: str, due_in: float) -> DeviceRetry:
     return DeviceRetry(device_key(endpoint), endpoint, time.time() + due_in, 1, "backoff")
 
 
-async def deliver(ladders: Ladders, body: dict[str, Any], **properties: Any) -> DeliveredMessage:
+async def deliver(
+    ladders: Ladders, body: dict[str, Any] | bytes, **properties: Any
+) -> DeliveredMessage:
     """Publish to the main queue and take the message off it, as the consumer would get it."""
     await ladders.rabbit.publish(ladders.main, body, **properties)
     return await ladders.take(ladders.main)
@@ -331,7 +333,7 @@ async def test_a_parked_copy_carries_only_the_devices_to_retry_and_comes_back_af
 
     started = time.monotonic()
     await ladders.parking.park(
-        original, [retry(soon, 0.1), retry(later, 4.0), retry(also_soon, 0.15)]
+        original, [retry(soon, 0.1), retry(later, 4.0), retry(also_soon, 0.15)], whole=False
     )
     parked_later = await ladders.take(ladders.delay(LONG))
     back = await ladders.take(ladders.main)
@@ -373,12 +375,38 @@ async def test_a_copy_parked_again_counts_its_hops(
     message = await deliver(ladders, message_body([endpoint]), message_id="first")
 
     for hop in (1, 2, 3):
-        await ladders.parking.park(message, [retry(endpoint, 0.0)])
+        await ladders.parking.park(message, [retry(endpoint, 0.0)], whole=True)
         message = await ladders.take(ladders.main)
         headers = message.header.properties.headers
         assert headers["x-push-parked"] == hop
         assert headers["x-push-original-message-id"] == "first"
         assert len(deaths(message)) == 1
+
+
+async def test_a_whole_message_to_one_step_is_parked_as_it_came(make_ladders: MakeLadders) -> None:
+    ladders = await make_ladders("classic")
+    endpoints = ["https://push.example.net/p/0", "https://push.example.net/p/1"]
+    body = orjson.dumps(message_body(endpoints), option=orjson.OPT_INDENT_2)
+    message = await deliver(ladders, body, message_id="first")
+
+    await ladders.parking.park(message, [retry(e, 4.0) for e in endpoints], whole=True)
+
+    parked = await ladders.take(ladders.delay(LONG))
+    assert parked.body == body  # not parsed and written again
+    assert parked.header.properties.headers["x-push-parked"] == 1
+
+
+async def test_a_whole_message_due_at_different_times_is_split_per_step(
+    make_ladders: MakeLadders,
+) -> None:
+    ladders = await make_ladders("classic")
+    soon, later = "https://push.example.net/p/0", "https://push.example.net/p/1"
+    message = await deliver(ladders, message_body([soon, later]))
+
+    await ladders.parking.park(message, [retry(soon, 0.1), retry(later, 4.0)], whole=True)
+
+    assert endpoints_of(await ladders.take(ladders.delay(LONG))) == [later]
+    assert endpoints_of(await ladders.take(ladders.main)) == [soon]
 
 
 async def test_a_deleted_delay_queue_is_declared_again(make_ladders: MakeLadders) -> None:
@@ -387,7 +415,7 @@ async def test_a_deleted_delay_queue_is_declared_again(make_ladders: MakeLadders
     message = await deliver(ladders, message_body([endpoint]))
     await ladders.rabbit.delete(ladders.delay(SHORT))
 
-    await ladders.parking.park(message, [retry(endpoint, 0.0)])
+    await ladders.parking.park(message, [retry(endpoint, 0.0)], whole=True)
 
     back = await ladders.take(ladders.main)
     assert endpoints_of(back) == [endpoint]
@@ -402,7 +430,7 @@ async def test_a_large_message_parks_only_its_failed_devices(make_ladders: MakeL
     assert len(message.body) > 256 * 1024  # parsed off the event loop
     failed = endpoints[::20]
 
-    await ladders.parking.park(message, [retry(e, 4.0) for e in failed])
+    await ladders.parking.park(message, [retry(e, 4.0) for e in failed], whole=False)
 
     parked = await ladders.take(ladders.delay(LONG))
     assert endpoints_of(parked) == failed

@@ -1,8 +1,9 @@
 """One device's push: in-process retries, parking, the deadline, the TTL header, circuits.
 
-Real HTTP to small aiohttp push services that answer from a script per endpoint
-(a status, headers such as Retry-After, or no answer at all), and a stub User
-Service. No RabbitMQ or Redis: `Pusher.push` returns the outcome, the caller stores it.
+Real HTTP to the outage tests' fake push service (`tests/push_fakes.py`): it answers
+each endpoint from a script (a status, headers such as Retry-After), or goes dark
+(accepts requests and never answers); and a stub User Service. No RabbitMQ or Redis:
+`Pusher.push` returns the outcome, the caller stores it.
 """
 
 from __future__ import annotations
@@ -12,90 +13,49 @@ import contextlib
 import email.utils
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 import orjson
 import pytest
-from aiohttp import web
 
 from push_service.circuits import CircuitPolicy, Circuits, State
 from push_service.deadline import Deadline
 from push_service.endpoints import EndpointPolicy
 from push_service.metrics import Metrics
 from push_service.models import MAX_PLAINTEXT_BYTES, Device, Notification, parse_notification
-from push_service.pusher import Pusher, host_label
+from push_service.pusher import PushContext, Pusher, host_label
 from push_service.retry import PushRetryPolicy, RetryPolicy
 from push_service.status import DeviceOutcome, DeviceRetry
 from push_service.users import UserServiceClient
 from push_service.vapid import VapidSigner, generate_private_key
 from push_service.webpush import WebPushSender, make_session
-from tests.support import StubServer, device_keys, serve_app, unique, wait_until
+from tests.push_fakes import Answer, PushService, Seen, push_service
+from tests.support import StubServer, device_keys, unique, wait_until
 
 POLICY = EndpointPolicy(("127.0.0.1",), allow_http=True)
 DEACTIVATE_PATH = "/api/v1/push-subscriptions/deactivate"
 QUICK = PushRetryPolicy(max_tries=10, in_process_seconds=5.0, base_delay=0.01, max_delay=0.05)
 # Opens on nothing a test does not mean to; stalls only after a minute.
 PATIENT = CircuitPolicy(failures=100, stall_seconds=60, open_seconds=30)
-HANG = 0  # an answer that never comes (until the test ends)
-
-Answer = int | tuple[int, dict[str, str]]
-
-
-@dataclass
-class ScriptedPushService:
-    """Answers each endpoint from its own script; the last answer repeats; 201 by default."""
-
-    base_url: str = ""
-    scripts: dict[str, list[Answer]] = field(default_factory=dict)
-    requests: list[dict[str, Any]] = field(default_factory=list)
-    inside: int = 0
-    most_inside: int = 0
-    release: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def endpoint(self, *answers: Answer) -> str:
-        path = f"/push/{unique('d')}"
-        self.scripts[path] = list(answers) or [201]
-        return f"{self.base_url}{path}"
-
-    def hits(self, endpoint: str) -> list[dict[str, Any]]:
-        return [r for r in self.requests if endpoint.endswith(r["path"])]
-
-    async def handle(self, request: web.Request) -> web.Response:
-        await request.read()
-        self.requests.append(
-            {"path": request.path, "headers": dict(request.headers), "at": time.monotonic()}
-        )
-        script = self.scripts.get(request.path, [201])
-        answer = script[min(len(self.hits(request.path)), len(script)) - 1]
-        if answer == HANG:
-            self.inside += 1
-            self.most_inside = max(self.most_inside, self.inside)
-            await self.release.wait()
-            self.inside -= 1
-            answer = 201
-        status, headers = answer if isinstance(answer, tuple) else (answer, {})
-        return web.Response(status=status, headers=headers, text="" if status < 300 else "no")
-
-
-@contextlib.asynccontextmanager
-async def scripted_push_service() -> AsyncIterator[ScriptedPushService]:
-    service = ScriptedPushService()
-    app = web.Application()
-    app.router.add_post("/push/{name}", service.handle)
-    try:
-        async with serve_app(app) as service.base_url:
-            yield service
-            service.release.set()  # hung requests answer, so the server can stop
-    finally:
-        service.release.set()
 
 
 @pytest.fixture
-async def pushes() -> AsyncIterator[ScriptedPushService]:
-    async with scripted_push_service() as service:
+async def pushes() -> AsyncIterator[PushService]:
+    async with push_service() as service:
         yield service
+        service.come_back()
+
+
+def scripted(service: PushService, *answers: int | Answer) -> str:
+    """A new endpoint that answers in this order, then 201."""
+    script = [(a, {}) if isinstance(a, int) else a for a in answers]
+    return service.script(unique("d"), *script)
+
+
+def hits(service: PushService, endpoint: str) -> list[Seen]:
+    return service.seen(endpoint.rsplit("/", 1)[1])
 
 
 @dataclass
@@ -115,7 +75,8 @@ class Rig:
     ) -> DeviceOutcome | DeviceRetry:
         n = n or notification([endpoint])
         deadline = deadline or Deadline(time.time() + 3600, 3600)
-        return await self.pusher.push(n, device(n, endpoint), deadline, previous, arrived)
+        context = PushContext(deadline, time.monotonic() if arrived is None else arrived)
+        return await self.pusher.push(n, device(n, endpoint), context, previous)
 
 
 MakeRig = Callable[..., Awaitable[Rig]]
@@ -167,7 +128,7 @@ def device(n: Notification, endpoint: str) -> Device:
 
 def retry_of(endpoint: str, not_before: float, attempts: int) -> DeviceRetry:
     d = device(notification([endpoint]), endpoint)
-    return DeviceRetry(d.key, endpoint, not_before, attempts, "backoff", "HTTP 500: no", 500)
+    return DeviceRetry(d.key, endpoint, not_before, attempts, "backoff", "HTTP 500: busy", 500)
 
 
 def http_date(epoch: float) -> str:
@@ -178,10 +139,10 @@ def http_date(epoch: float) -> str:
 
 
 async def test_a_push_accepted_at_once_is_sent_with_the_ttl_and_counted(
-    make_rig: MakeRig, pushes: ScriptedPushService
+    make_rig: MakeRig, pushes: PushService
 ) -> None:
     rig = await make_rig()
-    endpoint = pushes.endpoint(201)
+    endpoint = scripted(pushes)
 
     outcome = await rig.push(endpoint)
 
@@ -192,8 +153,8 @@ async def test_a_push_accepted_at_once_is_sent_with_the_ttl_and_counted(
         None,
         1,
     )
-    [request] = pushes.hits(endpoint)
-    assert request["headers"]["TTL"] == "3600"
+    [request] = hits(pushes, endpoint)
+    assert request.ttl == 3600
     host = host_label(device(notification([endpoint]), endpoint))
     assert host == pushes.base_url.removeprefix("http://")
     assert rig.metrics.pushes.value(outcome="sent", host=host) == 1
@@ -201,42 +162,42 @@ async def test_a_push_accepted_at_once_is_sent_with_the_ttl_and_counted(
 
 
 async def test_transient_failures_are_retried_in_process_within_the_budget(
-    make_rig: MakeRig, pushes: ScriptedPushService
+    make_rig: MakeRig, pushes: PushService
 ) -> None:
     rig = await make_rig()
-    endpoint = pushes.endpoint(500, 502, 503, 201)
+    endpoint = scripted(pushes, 500, 502, 503, 201)
 
     outcome = await rig.push(endpoint)
 
     assert isinstance(outcome, DeviceOutcome)
     assert (outcome.status, outcome.attempts) == ("sent", 4)
-    assert len(pushes.hits(endpoint)) == 4
+    assert len(hits(pushes, endpoint)) == 4
     assert rig.metrics.retries.value() == 3
 
 
 async def test_the_budget_counts_from_the_messages_arrival(
-    make_rig: MakeRig, pushes: ScriptedPushService
+    make_rig: MakeRig, pushes: PushService
 ) -> None:
     # The message waited in this process (other devices' retries) longer than the budget.
     rig = await make_rig()
-    endpoint = pushes.endpoint(500, 201)
+    endpoint = scripted(pushes, 500, 201)
 
     outcome = await rig.push(endpoint, arrived=time.monotonic() - QUICK.in_process_seconds)
 
     assert isinstance(outcome, DeviceRetry)
     assert (outcome.reason, outcome.attempts) == ("backoff", 1)
-    assert len(pushes.hits(endpoint)) == 1
+    assert len(hits(pushes, endpoint)) == 1
 
 
 # --- parked ----------------------------------------------------------------------------------
 
 
 async def test_a_retry_beyond_the_budget_is_parked_with_backoff(
-    make_rig: MakeRig, pushes: ScriptedPushService
+    make_rig: MakeRig, pushes: PushService
 ) -> None:
     slow = PushRetryPolicy(max_tries=10, in_process_seconds=1.0, base_delay=20.0, max_delay=600)
     rig = await make_rig(retry=slow)
-    endpoint = pushes.endpoint(500)
+    endpoint = scripted(pushes, 500)
 
     before = time.time()
     outcome = await rig.push(endpoint)
@@ -244,9 +205,9 @@ async def test_a_retry_beyond_the_budget_is_parked_with_backoff(
 
     assert isinstance(outcome, DeviceRetry)
     assert (outcome.reason, outcome.attempts, outcome.http_status) == ("backoff", 1, 500)
-    assert outcome.last_error == "HTTP 500: no"
+    assert outcome.last_error == "HTTP 500"
     assert before + 10 <= outcome.not_before <= after + 20  # equal jitter of 20 s
-    assert len(pushes.hits(endpoint)) == 1
+    assert len(hits(pushes, endpoint)) == 1
     host = pushes.base_url.removeprefix("http://")
     assert rig.metrics.deferred.value(host=host, reason="backoff") == 1
 
@@ -261,12 +222,12 @@ async def test_a_retry_beyond_the_budget_is_parked_with_backoff(
     ],
 )
 async def test_retry_after_of_any_length_parks_the_push_until_then(
-    make_rig: MakeRig, pushes: ScriptedPushService, status: int, retry_after: str, wait: int
+    make_rig: MakeRig, pushes: PushService, status: int, retry_after: str, wait: int
 ) -> None:
     rig = await make_rig()
     if retry_after == "http-date":
         retry_after = http_date(time.time() + wait)
-    endpoint = pushes.endpoint((status, {"Retry-After": retry_after}))
+    endpoint = scripted(pushes, (status, {"Retry-After": retry_after}))
 
     before = time.time()
     outcome = await rig.push(endpoint, Deadline(time.time() + 2 * 86400, 86400))
@@ -275,29 +236,29 @@ async def test_retry_after_of_any_length_parks_the_push_until_then(
     assert isinstance(outcome, DeviceRetry)
     assert (outcome.reason, outcome.attempts, outcome.http_status) == ("retry_after", 1, status)
     assert before + wait - 1 <= outcome.not_before <= after + wait  # an HTTP date is whole seconds
-    assert len(pushes.hits(endpoint)) == 1
+    assert len(hits(pushes, endpoint)) == 1
 
 
 async def test_a_short_retry_after_is_waited_in_process_and_honoured(
-    make_rig: MakeRig, pushes: ScriptedPushService
+    make_rig: MakeRig, pushes: PushService
 ) -> None:
     rig = await make_rig()
-    endpoint = pushes.endpoint((429, {"Retry-After": "1"}), 201)
+    endpoint = scripted(pushes, (429, {"Retry-After": "1"}), 201)
 
     outcome = await rig.push(endpoint)
 
     assert isinstance(outcome, DeviceOutcome)
     assert (outcome.status, outcome.attempts) == ("sent", 2)
-    first, second = pushes.hits(endpoint)
-    assert second["at"] - first["at"] >= 1.0  # no request before it said
+    first, second = hits(pushes, endpoint)
+    assert second.at - first.at >= 1.0  # no request before it said
 
 
 async def test_an_open_circuit_parks_the_push_without_a_request(
-    make_rig: MakeRig, pushes: ScriptedPushService
+    make_rig: MakeRig, pushes: PushService
 ) -> None:
     rig = await make_rig(circuit=CircuitPolicy(failures=2, open_seconds=30))
-    failing = pushes.endpoint(500)
-    waiting = pushes.endpoint(201)
+    failing = scripted(pushes, 500, 500)
+    waiting = scripted(pushes)
 
     before = time.time()
     first = await rig.push(failing)
@@ -308,26 +269,24 @@ async def test_an_open_circuit_parks_the_push_without_a_request(
     assert before + 29 <= first.not_before <= time.time() + 30
     assert isinstance(second, DeviceRetry)
     assert (second.reason, second.attempts, second.last_error) == ("circuit_open", 0, None)
-    assert len(pushes.hits(failing)) == 2
-    assert pushes.hits(waiting) == []
+    assert len(hits(pushes, failing)) == 2
+    assert hits(pushes, waiting) == []
     assert rig.changes == [(pushes.base_url, State.OPEN)]
 
 
 # --- the deadline and the TTL header -----------------------------------------------------------
 
 
-async def test_past_the_deadline_nothing_is_sent(
-    make_rig: MakeRig, pushes: ScriptedPushService
-) -> None:
+async def test_past_the_deadline_nothing_is_sent(make_rig: MakeRig, pushes: PushService) -> None:
     rig = await make_rig()
-    endpoint = pushes.endpoint(201)
+    endpoint = scripted(pushes)
 
     outcome = await rig.push(endpoint, Deadline(time.time() - 1, 3600))
 
     assert isinstance(outcome, DeviceOutcome)
     assert (outcome.status, outcome.reason, outcome.attempts) == ("failed", "expired", 0)
     assert outcome.detail is not None and outcome.detail.startswith("deadline ")
-    assert pushes.hits(endpoint) == []
+    assert hits(pushes, endpoint) == []
     host = pushes.base_url.removeprefix("http://")
     assert rig.metrics.expired.value(host=host) == 1
     assert rig.metrics.pushes.value(outcome="expired", host=host) == 1
@@ -335,11 +294,11 @@ async def test_past_the_deadline_nothing_is_sent(
 
 @pytest.mark.parametrize("retry_after", ["120", "2"])
 async def test_a_retry_that_would_come_after_the_deadline_expires_at_once(
-    make_rig: MakeRig, pushes: ScriptedPushService, retry_after: str
+    make_rig: MakeRig, pushes: PushService, retry_after: str
 ) -> None:
     # "2" would fit in the in-process budget, but not before the deadline.
     rig = await make_rig()
-    endpoint = pushes.endpoint((503, {"Retry-After": retry_after}), 201)
+    endpoint = scripted(pushes, (503, {"Retry-After": retry_after}), 201)
 
     started = time.monotonic()
     outcome = await rig.push(endpoint, Deadline(time.time() + 1.5, 60))
@@ -349,39 +308,37 @@ async def test_a_retry_that_would_come_after_the_deadline_expires_at_once(
     assert (outcome.status, outcome.reason, outcome.attempts) == ("failed", "expired", 1)
     assert outcome.http_status == 503
     assert outcome.detail is not None and "last error: HTTP 503" in outcome.detail
-    assert len(pushes.hits(endpoint)) == 1
+    assert len(hits(pushes, endpoint)) == 1
 
 
-async def test_the_ttl_header_is_the_remaining_ttl(
-    make_rig: MakeRig, pushes: ScriptedPushService
-) -> None:
+async def test_the_ttl_header_is_the_remaining_ttl(make_rig: MakeRig, pushes: PushService) -> None:
     rig = await make_rig()
-    endpoint = pushes.endpoint(201)
+    endpoint = scripted(pushes)
 
     await rig.push(endpoint, Deadline(time.time() + 100, 3600))
 
-    [request] = pushes.hits(endpoint)
-    assert int(request["headers"]["TTL"]) in (99, 100)
+    [request] = hits(pushes, endpoint)
+    assert request.ttl in (99, 100)
 
 
 async def test_a_parked_retry_not_yet_due_comes_back_untouched_without_a_request(
-    make_rig: MakeRig, pushes: ScriptedPushService
+    make_rig: MakeRig, pushes: PushService
 ) -> None:
     rig = await make_rig()
-    endpoint = pushes.endpoint(201)
+    endpoint = scripted(pushes)
     previous = retry_of(endpoint, time.time() + 60, 3)
 
     outcome = await rig.push(endpoint, previous=previous)
 
     assert outcome is previous
-    assert pushes.hits(endpoint) == []
+    assert hits(pushes, endpoint) == []
 
 
 async def test_a_due_retry_continues_the_count_of_attempts(
-    make_rig: MakeRig, pushes: ScriptedPushService
+    make_rig: MakeRig, pushes: PushService
 ) -> None:
     rig = await make_rig()
-    endpoint = pushes.endpoint(201)
+    endpoint = scripted(pushes)
 
     outcome = await rig.push(endpoint, previous=retry_of(endpoint, time.time() - 1, 3))
 
@@ -391,26 +348,26 @@ async def test_a_due_retry_continues_the_count_of_attempts(
 
 
 async def test_a_due_retry_behind_an_open_circuit_keeps_its_last_error(
-    make_rig: MakeRig, pushes: ScriptedPushService
+    make_rig: MakeRig, pushes: PushService
 ) -> None:
     # The record of a parked device says why it waits: the error of its last request.
     rig = await make_rig(circuit=CircuitPolicy(failures=1, open_seconds=30))
-    await rig.push(pushes.endpoint(502))  # opens the origin's circuit
-    endpoint = pushes.endpoint(201)
+    await rig.push(scripted(pushes, 502))  # opens the origin's circuit
+    endpoint = scripted(pushes)
 
     outcome = await rig.push(endpoint, previous=retry_of(endpoint, time.time() - 1, 3))
 
     assert isinstance(outcome, DeviceRetry)
     assert (outcome.reason, outcome.attempts) == ("circuit_open", 3)
-    assert (outcome.last_error, outcome.http_status) == ("HTTP 500: no", 500)
-    assert pushes.hits(endpoint) == []
+    assert (outcome.last_error, outcome.http_status) == ("HTTP 500: busy", 500)
+    assert hits(pushes, endpoint) == []
 
 
 async def test_a_retry_that_comes_back_after_the_deadline_expires_with_its_last_error(
-    make_rig: MakeRig, pushes: ScriptedPushService
+    make_rig: MakeRig, pushes: PushService
 ) -> None:
     rig = await make_rig()
-    endpoint = pushes.endpoint(201)
+    endpoint = scripted(pushes)
     previous = retry_of(endpoint, time.time() - 1, 3)
 
     outcome = await rig.push(endpoint, Deadline(time.time() - 0.5, 60), previous)
@@ -418,18 +375,16 @@ async def test_a_retry_that_comes_back_after_the_deadline_expires_with_its_last_
     assert isinstance(outcome, DeviceOutcome)
     assert (outcome.status, outcome.reason, outcome.attempts) == ("failed", "expired", 3)
     assert outcome.http_status == 500
-    assert outcome.detail is not None and outcome.detail.endswith("last error: HTTP 500: no")
-    assert pushes.hits(endpoint) == []
+    assert outcome.detail is not None and outcome.detail.endswith("last error: HTTP 500: busy")
+    assert hits(pushes, endpoint) == []
 
 
 # --- circuits ----------------------------------------------------------------------------------
 
 
-async def test_server_errors_open_the_circuit(
-    make_rig: MakeRig, pushes: ScriptedPushService
-) -> None:
+async def test_server_errors_open_the_circuit(make_rig: MakeRig, pushes: PushService) -> None:
     rig = await make_rig(circuit=CircuitPolicy(failures=3, open_seconds=30))
-    endpoint = pushes.endpoint(502)
+    endpoint = scripted(pushes, 502, 502, 502)
 
     outcome = await rig.push(endpoint)
 
@@ -438,9 +393,10 @@ async def test_server_errors_open_the_circuit(
     assert rig.circuits.states() == {pushes.base_url: State.OPEN}
 
 
-async def test_timeouts_open_the_circuit(make_rig: MakeRig, pushes: ScriptedPushService) -> None:
+async def test_timeouts_open_the_circuit(make_rig: MakeRig, pushes: PushService) -> None:
     rig = await make_rig(circuit=CircuitPolicy(failures=2, open_seconds=30), timeout=0.3)
-    endpoint = pushes.endpoint(HANG)
+    endpoint = scripted(pushes)
+    pushes.go_dark()
 
     outcome = await rig.push(endpoint)
 
@@ -450,12 +406,10 @@ async def test_timeouts_open_the_circuit(make_rig: MakeRig, pushes: ScriptedPush
     assert rig.circuits.states() == {pushes.base_url: State.OPEN}
 
 
-async def test_throttling_does_not_open_the_circuit(
-    make_rig: MakeRig, pushes: ScriptedPushService
-) -> None:
+async def test_throttling_does_not_open_the_circuit(make_rig: MakeRig, pushes: PushService) -> None:
     rig = await make_rig(circuit=CircuitPolicy(failures=2, open_seconds=30))
     throttled = (429, {"Retry-After": "0"})
-    endpoint = pushes.endpoint(throttled, throttled, throttled, throttled, 201)
+    endpoint = scripted(pushes, throttled, throttled, throttled, throttled, 201)
 
     outcome = await rig.push(endpoint)
 
@@ -466,95 +420,98 @@ async def test_throttling_does_not_open_the_circuit(
 
 @pytest.mark.parametrize("status", [400, 403, 404, 413])
 async def test_a_refusal_is_an_answer_and_does_not_open_the_circuit(
-    make_rig: MakeRig, pushes: ScriptedPushService, status: int
+    make_rig: MakeRig, pushes: PushService, status: int
 ) -> None:
     rig = await make_rig(circuit=CircuitPolicy(failures=1, open_seconds=30))
     for _ in range(3):
-        outcome = await rig.push(pushes.endpoint(status))
+        outcome = await rig.push(scripted(pushes, status))
         assert isinstance(outcome, DeviceOutcome) and outcome.attempts == 1
     assert rig.changes == []
 
 
 async def test_a_push_waiting_for_a_stalled_origin_is_parked_and_others_keep_going(
-    make_rig: MakeRig, pushes: ScriptedPushService
+    make_rig: MakeRig, pushes: PushService
 ) -> None:
     stall = CircuitPolicy(concurrency=1, stall_seconds=0.3, open_seconds=30)
     rig = await make_rig(circuit=stall, timeout=30)
-    hung = pushes.endpoint(HANG)
-    waiting = pushes.endpoint(201)
-    async with scripted_push_service() as healthy:
+    hung = scripted(pushes)
+    waiting = scripted(pushes)
+    pushes.go_dark()
+    async with push_service() as healthy:
         first = asyncio.create_task(rig.push(hung))
-        await wait_until(lambda: pushes.inside == 1, message="the first push to hang")
+        await wait_until(lambda: len(pushes.requests) == 1, message="the first push to hang")
 
         started = time.monotonic()
         outcome = await rig.push(waiting)
         waited = time.monotonic() - started
-        elsewhere = await rig.push(healthy.endpoint(201))
+        elsewhere = await rig.push(scripted(healthy))
 
         assert isinstance(outcome, DeviceRetry)
         assert (outcome.reason, outcome.attempts) == ("circuit_open", 0)
         assert waited < 5  # parked soon after the stall, not after the 30 s timeout
-        assert pushes.hits(waiting) == []
+        assert hits(pushes, waiting) == []
         assert isinstance(elsewhere, DeviceOutcome) and elsewhere.status == "sent"
         assert rig.circuits.states()[healthy.base_url] is State.CLOSED
 
-        pushes.release.set()  # the dark one answers at last
+        pushes.come_back()  # the dark one answers at last
         late = await first
         assert isinstance(late, DeviceOutcome) and late.status == "sent"
         assert rig.changes == [(pushes.base_url, State.OPEN), (pushes.base_url, State.CLOSED)]
 
 
 async def test_the_send_limit_bounds_requests_in_flight(
-    make_rig: MakeRig, pushes: ScriptedPushService
+    make_rig: MakeRig, pushes: PushService
 ) -> None:
     rig = await make_rig(concurrency=2)
-    endpoints = [pushes.endpoint(HANG) for _ in range(6)]
+    endpoints = [scripted(pushes) for _ in range(6)]
     n = notification(endpoints)
+    pushes.go_dark()
     tasks = [asyncio.create_task(rig.push(e, n=n)) for e in endpoints]
-    await wait_until(lambda: pushes.inside == 2, message="two requests in flight")
+    await wait_until(lambda: len(pushes.requests) == 2, message="two requests in flight")
     await asyncio.wait(tasks, timeout=0.3)  # the others wait for a send slot
+    assert len(pushes.requests) == 2
 
-    pushes.release.set()
+    pushes.come_back()
     outcomes = await asyncio.gather(*tasks)
 
-    assert pushes.most_inside == 2
     assert [o.status for o in outcomes] == ["sent"] * 6
+    assert sorted(s.name for s in pushes.requests) == sorted(e.rsplit("/", 1)[1] for e in endpoints)
 
 
 # --- final failures ---------------------------------------------------------------------------
 
 
-async def test_max_tries_ends_failed(make_rig: MakeRig, pushes: ScriptedPushService) -> None:
+async def test_max_tries_ends_failed(make_rig: MakeRig, pushes: PushService) -> None:
     three = PushRetryPolicy(max_tries=3, in_process_seconds=2.0, base_delay=0.01, max_delay=0.02)
     rig = await make_rig(retry=three)
-    endpoint = pushes.endpoint(500)
+    endpoint = scripted(pushes, 500, 500, 500)  # a 4th request would be accepted
 
     outcome = await rig.push(endpoint)
 
     assert isinstance(outcome, DeviceOutcome)
     assert (outcome.status, outcome.reason, outcome.attempts) == ("failed", "transient", 3)
-    assert (outcome.http_status, outcome.detail) == (500, "HTTP 500: no")
-    assert len(pushes.hits(endpoint)) == 3
+    assert (outcome.http_status, outcome.detail) == (500, "HTTP 500")
+    assert len(hits(pushes, endpoint)) == 3
 
 
 async def test_max_tries_counts_the_attempts_before_parking(
-    make_rig: MakeRig, pushes: ScriptedPushService
+    make_rig: MakeRig, pushes: PushService
 ) -> None:
     rig = await make_rig(retry=PushRetryPolicy(max_tries=5, base_delay=0.01, max_delay=0.02))
-    endpoint = pushes.endpoint(500)
+    endpoint = scripted(pushes, 500)
 
     outcome = await rig.push(endpoint, previous=retry_of(endpoint, time.time(), 4))
 
     assert isinstance(outcome, DeviceOutcome)
     assert (outcome.status, outcome.reason, outcome.attempts) == ("failed", "transient", 5)
-    assert len(pushes.hits(endpoint)) == 1
+    assert len(hits(pushes, endpoint)) == 1
 
 
 async def test_a_payload_too_large_fails_without_a_request(
-    make_rig: MakeRig, pushes: ScriptedPushService
+    make_rig: MakeRig, pushes: PushService
 ) -> None:
     rig = await make_rig()
-    endpoint = pushes.endpoint(201)
+    endpoint = scripted(pushes)
     n = notification([endpoint], data={"blob": "x" * MAX_PLAINTEXT_BYTES})
 
     outcome = await rig.push(endpoint, n=n)
@@ -565,15 +522,15 @@ async def test_a_payload_too_large_fails_without_a_request(
         "payload_too_large",
         0,
     )
-    assert pushes.hits(endpoint) == []
+    assert hits(pushes, endpoint) == []
 
 
 @pytest.mark.parametrize("status", [404, 410])
 async def test_a_gone_subscription_is_reported_to_the_user_service(
-    make_rig: MakeRig, pushes: ScriptedPushService, user_service: StubServer, status: int
+    make_rig: MakeRig, pushes: PushService, user_service: StubServer, status: int
 ) -> None:
     rig = await make_rig()
-    endpoint = pushes.endpoint(status)
+    endpoint = scripted(pushes, status)
 
     outcome = await rig.push(endpoint)
 
@@ -596,11 +553,11 @@ async def test_a_gone_subscription_is_reported_to_the_user_service(
 
 
 async def test_vapid_rejection_fails_without_telling_the_user_service(
-    make_rig: MakeRig, pushes: ScriptedPushService, user_service: StubServer
+    make_rig: MakeRig, pushes: PushService, user_service: StubServer
 ) -> None:
     rig = await make_rig()
 
-    outcome = await rig.push(pushes.endpoint(401))
+    outcome = await rig.push(scripted(pushes, 401))
 
     assert isinstance(outcome, DeviceOutcome)
     assert (outcome.reason, outcome.deactivation) == ("vapid_rejected", None)
