@@ -8,6 +8,7 @@ what they publish to web-push-testing.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import sys
 from pathlib import Path
@@ -50,18 +51,18 @@ async def publish_as_peer(client: str, message: dict[str, Any], queue: str, tmp:
         script = tmp / f"peer-{unique('js')}.js"
         script.write_text(snippet + RUN_NODE)
         command = ["node", str(script)]
-        env = {"NODE_PATH": str(NODE_MODULES), "PATH": "/usr/local/bin:/usr/bin:/bin"}
+        env = {**os.environ, "NODE_PATH": str(NODE_MODULES)}
     else:
         script = tmp / f"peer_{unique('py').replace('-', '_')}.py"
         script.write_text(snippet + (RUN_ASYNCIO if "async def" in snippet else RUN_PYTHON))
         command = [sys.executable, str(script)]
-        env = {}
+        env = dict(os.environ)
     proc = await asyncio.create_subprocess_exec(
         *command,
         orjson.dumps(message).decode(),
         queue,
         RABBITMQ_URL,
-        env=env or None,
+        env=env,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
