@@ -56,8 +56,7 @@ from script_support import (
 )
 
 from push_service.config import Settings
-from push_service.parking import Ladder
-from push_service.topology import Topology
+from push_service.parking import Ladder, service_topology
 
 ROOT = Path(__file__).resolve().parent.parent
 PUSH_SERVER_JS = ROOT / "tests/pushserver/node_modules/web-push-testing/src/bin/server.js"
@@ -186,9 +185,8 @@ class Demo:
     def queues(self) -> list[str]:
         """The main queue, its DLQ and the delay queues the service declares."""
         settings = Settings.from_env(self.service_env(0), env_file=ROOT / ".env")
-        topology = Topology(self.queue, settings.rabbitmq_queue_type)
-        delays = Ladder(settings.push_retry_ladder_seconds).queues(topology)
-        return [self.queue, topology.dead_letter_queue, *delays]
+        ladder = Ladder(settings.push_retry_ladder_seconds)
+        return service_topology(self.queue, settings.rabbitmq_queue_type, ladder).queues
 
     async def clean_up(self) -> None:
         """Delete the demo's queues and status keys (the service is stopped by now)."""

@@ -29,9 +29,8 @@ from pamqp import commands as spec
 from yarl import URL
 
 from push_service.config import Settings
-from push_service.parking import Ladder
+from push_service.parking import Ladder, service_topology
 from push_service.status import StatusStore, connect, to_record
-from push_service.topology import Topology
 from push_service.vapid import generate_private_key, private_key_raw_b64, public_key_b64
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -371,9 +370,8 @@ class Service:
     def queues(self) -> list[str]:
         """Every queue the service declares: main, dead letters and delay steps."""
         settings = Settings.from_env(self.env, env_file=None)
-        topology = Topology(self.queue, settings.rabbitmq_queue_type)
-        delays = Ladder(settings.push_retry_ladder_seconds).queues(topology)
-        return [self.queue, topology.dead_letter_queue, *delays]
+        ladder = Ladder(settings.push_retry_ladder_seconds)
+        return service_topology(self.queue, settings.rabbitmq_queue_type, ladder).queues
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
