@@ -5,8 +5,8 @@ has its own name, AMQP and distribution ports, Erlang cookie (in its own HOME), 
 and enabled-plugins files (empty: no plugins), and data and log directories under one
 temporary directory. The scripts are run directly (`/usr/lib/rabbitmq/bin`), not
 through `/usr/sbin/rabbitmq-server`, which would switch to the `rabbitmq` user and its
-cookie. The first node starts alone; the others join it on first boot through
-classic-config peer discovery, so all three boot at once. A stopped node restarts with
+cookie. The first node starts alone; once it is up, the others start together and join
+it on first boot through classic-config peer discovery. A stopped node restarts with
 its data and rejoins by itself.
 """
 
@@ -215,8 +215,14 @@ async def rabbit_cluster(size: int = 3) -> AsyncIterator[RabbitCluster]:
         cookie.chmod(0o400)
         (home / "rabbitmq-env.conf").write_text("")
         (home / "enabled_plugins").write_text("[].\n")
-        for node in nodes:
-            node.write_config(None if node is nodes[0] else nodes[0])
+        seed, *others = nodes
+        seed.write_config(None)
+        seed.start(home)
+        # Joining a seed that is still booting can crash it (3.10: incompatible_feature_flags,
+        # "All replicas on diskfull nodes are not active yet"): the others start once it is up.
+        await seed.wait_listening()
+        for node in others:
+            node.write_config(seed)
             node.start(home)
         await cluster.wait_formed()
         yield cluster
