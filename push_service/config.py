@@ -186,6 +186,8 @@ class Settings:
     welcome_title: str = "Notifications enabled"
     welcome_body: str = "You will now receive push notifications."
     welcome_action_url: str = "/web_push_test/web_push_test.html"
+    # --- observability (issue 15) ---
+    queue_depth_interval_seconds: float = 15.0
 
     @property
     def production(self) -> bool:
@@ -224,6 +226,7 @@ class Settings:
             **_broker_values(env),
             **_push_values(env),
             **_http_values(env),
+            **_observability_values(env),
         )
 
 
@@ -306,3 +309,13 @@ def _http_values(env: _Env) -> dict[str, Any]:
         "welcome_body": env.text("WELCOME_BODY", "You will now receive push notifications."),
         "welcome_action_url": env.text("WELCOME_ACTION_URL", "/web_push_test/web_push_test.html"),
     }
+
+
+# --- observability (issue 15) -----------------------------------------------------------
+
+
+def _observability_values(env: _Env) -> dict[str, Any]:
+    interval = env.number("QUEUE_DEPTH_INTERVAL_SECONDS", 15.0)
+    if 0 < interval < 1:
+        raise ConfigError("QUEUE_DEPTH_INTERVAL_SECONDS must be 0 (off) or at least 1")
+    return {"queue_depth_interval_seconds": interval}
