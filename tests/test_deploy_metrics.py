@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from scripts.deploy.promql_names import metric_names, names_in_files
 from tests.conftest import ServiceFactory
 from tests.support import ROOT, wait_until
+
+
+def _load(path: Path) -> Any:
+    """A module of scripts/ by its path (scripts/ is a folder of tools, not a package)."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+promql = _load(ROOT / "scripts/deploy/promql_names.py")
 
 RULE_FILES = sorted((ROOT / "deploy/prometheus").glob("*.rules.yaml"))
 DASHBOARDS = sorted((ROOT / "deploy/grafana").glob("*.json"))
@@ -45,7 +59,7 @@ async def scrape(base_url: str) -> str:
 
 @pytest.fixture(scope="module")
 def used() -> dict[str, set[str]]:
-    names = names_in_files(RULE_FILES, DASHBOARDS)
+    names: dict[str, set[str]] = promql.names_in_files(RULE_FILES, DASHBOARDS)
     assert RULE_FILES and DASHBOARDS and len(names) > 10, "nothing found to check"
     return names
 
@@ -74,7 +88,10 @@ async def test_live_metrics_parse_and_cover_dashboard_and_alerts(
 def test_a_name_the_service_lacks_is_reported(used: dict[str, set[str]]) -> None:
     """The check above has teeth: an unknown metric in an alert would be caught."""
     text = "# HELP push_pushes_total x\n# TYPE push_pushes_total counter\n"
-    fake = {**used, **{name: {"x"} for name in metric_names("rate(push_pushes_sent_total[5m])")}}
+    fake = {
+        **used,
+        **{name: {"x"} for name in promql.metric_names("rate(push_pushes_sent_total[5m])")},
+    }
     found = missing(text, fake)
     assert "push_pushes_sent_total" in found
     assert "push_pushes_total" not in found

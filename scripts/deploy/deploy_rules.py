@@ -255,7 +255,7 @@ def check_dashboard(text: str, name: str, rep: Report) -> None:
     except ValueError as exc:
         rep.check(False, "valid JSON", str(exc))
         return
-    from scripts.deploy.promql_names import dashboard_expressions, metric_names
+    from promql_names import dashboard_expressions, metric_names
 
     rep.check(bool(dashboard.get("uid")) and bool(dashboard.get("title")), "uid and title")
     variables = {v.get("name"): v for v in dashboard.get("templating", {}).get("list", [])}

@@ -28,9 +28,9 @@ from typing import Any
 
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from scripts.deploy.deploy_rules import (  # after the path set-up, on purpose
+from deploy_rules import (  # after the path set-up, on purpose
     Report,
     check_dashboard,
     check_manifests,
