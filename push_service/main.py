@@ -86,6 +86,8 @@ def main() -> None:
         formatter = configure_logging(
             settings.log_level, settings.enable_debug, secret_values(settings)
         )
+        for warning in settings.warnings:
+            log.warning("%s", warning)
         key = load_private_key(settings)
     except ConfigError as exc:
         print(f"push_service: configuration error: {exc}", file=sys.stderr)

@@ -67,7 +67,7 @@ async def service_factory(
     for service in services:
         await service.stop()
     for service in services:
-        await rabbit.delete(service.queue, f"{service.queue}.dlq")
+        await rabbit.delete(*service.queues)
         async for key in redis_client.scan_iter(match=f"{service.prefix}*", count=1000):
             with contextlib.suppress(Exception):
                 await redis_client.delete(key)

@@ -26,7 +26,10 @@ import orjson
 from aiohttp import web
 from pamqp import commands as spec
 
+from push_service.config import Settings
+from push_service.parking import Ladder
 from push_service.status import StatusStore, connect, to_record
+from push_service.topology import Topology
 from push_service.vapid import generate_private_key, private_key_raw_b64, public_key_b64
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -325,6 +328,14 @@ class Service:
     def prefix(self) -> str:
         return self.env["REDIS_KEY_PREFIX"]
 
+    @property
+    def queues(self) -> list[str]:
+        """Every queue the service declares: main, dead letters and delay steps."""
+        settings = Settings.from_env(self.env, env_file=None)
+        topology = Topology(self.queue, settings.rabbitmq_queue_type)
+        delays = Ladder(settings.push_retry_ladder_seconds).queues(topology)
+        return [self.queue, topology.dead_letter_queue, *delays]
+
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
@@ -394,7 +405,6 @@ def service_env(tmp_path: Path, vapid: VapidPair, **overrides: str) -> dict[str,
             "VAPID_EMAIL": "ops@example.com",
             "PUSH_ALLOW_HTTP": "true",
             "PUSH_ENDPOINT_ALLOWLIST": "localhost,127.0.0.1",
-            "PUSH_RETRY_MAX_SECONDS": "10",
             "SHUTDOWN_GRACE_SECONDS": "10",
             "PYTHONUNBUFFERED": "1",
         }

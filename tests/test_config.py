@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from push_service.config import DEFAULT_ALLOWLIST, Settings, read_env_file, redact_url
+from push_service.config import (
+    DEFAULT_ALLOWLIST,
+    DEFAULT_LADDER,
+    REMOVED,
+    Settings,
+    read_env_file,
+    redact_url,
+)
 from push_service.errors import ConfigError
 
 
@@ -83,7 +90,13 @@ def test_empty_allowlist_variable_means_nothing_allowed_not_default() -> None:
         ("SHUTDOWN_GRACE_SECONDS", "soon"),
         ("SHUTDOWN_GRACE_SECONDS", "-1"),
         ("SHUTDOWN_GRACE_SECONDS", "nan"),
-        ("PUSH_RETRY_MAX_SECONDS", "inf"),
+        ("PUSH_RETRY_WINDOW_SECONDS", "inf"),
+        ("PUSH_RETRY_LADDER_SECONDS", "1,soon"),
+        ("PUSH_RETRY_LADDER_SECONDS", "0"),
+        ("PUSH_RETRY_LADDER_SECONDS", "1,nan"),
+        ("PUSH_RETRY_LADDER_SECONDS", "3000000"),
+        ("PUSH_CIRCUIT_FAILURES", "0"),
+        ("PUSH_ORIGIN_CONCURRENCY", "0"),
         ("CONSUMER_PREFETCH", "0"),
         ("STATUS_TTL_SECONDS", "10"),
         ("RABBITMQ_QUEUE_TYPE", "stream"),
@@ -190,3 +203,20 @@ def test_the_shipped_env_example_loads_as_the_defaults() -> None:
     for field in dataclasses.fields(Settings):
         if field.name != "vapid_email":
             assert getattr(from_example, field.name) == getattr(defaults, field.name), field.name
+
+
+def test_the_retry_ladder_is_sorted_and_deduplicated() -> None:
+    assert load(PUSH_RETRY_LADDER_SECONDS="30, 0.2,1,1").push_retry_ladder_seconds == (
+        0.2,
+        1.0,
+        30.0,
+    )
+    assert load().push_retry_ladder_seconds == DEFAULT_LADDER
+
+
+@pytest.mark.parametrize("name", sorted(REMOVED))
+def test_a_removed_variable_is_a_warning_naming_it(name: str) -> None:
+    settings = load(**{name: "60"})
+    assert len(settings.warnings) == 1
+    assert settings.warnings[0].startswith(f"{name} is no longer used")
+    assert load().warnings == ()
