@@ -73,7 +73,8 @@ async def test_live_metrics_parse_and_cover_dashboard_and_alerts(
         text = await scrape(service.base_url)
         families = {f.name: f for f in text_string_to_metric_families(text)}
         depths = {s.labels["queue"]: s.value for s in families["push_queue_messages"].samples}
-        return text if depths == {service.queue: 0, f"{service.queue}.dlq": 0} else None
+        # main queue, DLQ and the delay queues, all empty
+        return text if depths == dict.fromkeys(service.queues, 0.0) else None
 
     text = await wait_until(with_queue_depths, 20, message="queue depths in /metrics")
     families = {f.name: f for f in text_string_to_metric_families(text)}
