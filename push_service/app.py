@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import aiohttp
@@ -16,7 +17,11 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 
 from push_service import amqp_timestamps
-from push_service.api import Api, ApiServices, http_error, server_error
+from push_service.api import ApiServices, http_error, routes, server_error
+from push_service.api.auth import PeerAuth
+from push_service.api.headers import SecurityHeadersMiddleware
+from push_service.api.identity import SubscriberVerifier
+from push_service.api.metrics import MetricsPortMiddleware
 from push_service.broker import Publisher
 from push_service.circuits import Circuit, CircuitPolicy, Circuits
 from push_service.config import Settings, redact_url
@@ -26,6 +31,7 @@ from push_service.delivery import Delivery
 from push_service.endpoints import EndpointPolicy
 from push_service.limits import BodyLimitMiddleware, ClientAddress, RateLimiter
 from push_service.metrics import LoopLagMonitor, Metrics
+from push_service.models import parse_notification
 from push_service.parking import Ladder, Parking
 from push_service.pusher import Pusher
 from push_service.queue_depth import QueueDepthMonitor
@@ -201,17 +207,21 @@ class Runtime:
             log.info("Redis at %s is available again", shown)
         self._redis_error = error
 
-    async def publish(self, body: bytes, message_id: str) -> None:
+    async def publish(
+        self, body: bytes, message_id: str, headers: Mapping[str, str | int | bool]
+    ) -> None:
         assert self.publisher is not None, "publish() before start()"
-        await self.publisher.publish(body, message_id)
+        await self.publisher.publish(body, message_id, headers)
 
 
 def create_app(settings: Settings, private_key: ec.EllipticCurvePrivateKey) -> Starlette:
     """The ASGI app; its lifespan starts and stops the runtime (consumer included)."""
     runtime = Runtime(settings, private_key)
+    services = api_services(runtime)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        services.peers.log_mode()
         await runtime.start()
         try:
             yield
@@ -219,8 +229,8 @@ def create_app(settings: Settings, private_key: ec.EllipticCurvePrivateKey) -> S
             await runtime.stop()
 
     app = Starlette(
-        routes=Api(api_services(runtime)).routes(),
-        middleware=middleware(settings),
+        routes=routes(services),
+        middleware=middleware(settings, runtime.metrics),
         lifespan=lifespan,
         exception_handlers={HTTPException: http_error, Exception: server_error},
     )
@@ -247,21 +257,39 @@ def api_services(runtime: Runtime) -> ApiServices:
             "body": settings.welcome_body,
             "action_url": settings.welcome_action_url,
         },
+        peers=PeerAuth(settings.api_tokens, settings.production),
+        subscribers=SubscriberVerifier(settings),
+        parse_message=functools.partial(
+            parse_notification,
+            policy=runtime.policy,
+            max_devices=settings.max_devices_per_message,
+        ),
     )
 
 
-def middleware(settings: Settings) -> list[Middleware]:
-    # CORS outermost, so that even a 413 from the body limit reaches the browser readable.
-    stack = []
+def middleware(settings: Settings, metrics: Metrics) -> list[Middleware]:
+    # Security headers outermost, so that every answer below carries them; then the
+    # metrics listener, which must not go through CORS or the body limits.
+    stack = [Middleware(SecurityHeadersMiddleware)]
+    if settings.metrics_port:
+        stack.append(Middleware(MetricsPortMiddleware, port=settings.metrics_port, metrics=metrics))
+    # CORS before the body limit, so that even a 413 reaches the browser readable.
     if settings.cors_allow_origins:
         stack.append(
             Middleware(
                 CORSMiddleware,
                 allow_origins=list(settings.cors_allow_origins),
                 allow_methods=["GET", "POST"],
-                allow_headers=["Content-Type"],
+                allow_headers=["Content-Type", "Authorization"],
                 max_age=600,
             )
         )
-    stack.append(Middleware(BodyLimitMiddleware, limit=settings.max_request_bytes))
+    stack.append(
+        Middleware(
+            BodyLimitMiddleware,
+            limit=settings.max_request_bytes,
+            path_limits={"/notifications": settings.max_notification_request_bytes},
+            timeout=settings.http_read_timeout_seconds,
+        )
+    )
     return stack

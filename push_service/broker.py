@@ -15,6 +15,9 @@ from pamqp.common import FieldValue
 from push_service.errors import BrokerUnavailable, Unroutable
 
 AMQP_ERRORS = (aiormq.exceptions.AMQPError, ConnectionError, OSError, RuntimeError)
+# Set to false by the API on a welcome message whose user_id nobody vouched for (an
+# anonymous /subscribe): the consumer then never reports that user_id to the User Service.
+USER_VERIFIED_HEADER = "x-push-user-verified"
 
 
 def json_properties(

@@ -41,7 +41,7 @@ _QUOTED_WITH_COMMENT = re.compile(r"^(['\"])(.*?)\1\s+#.*$", re.DOTALL)
 _QUOTED = re.compile(r"^(['\"])(.*)\1$", re.DOTALL)
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
-_SECRET_FIELDS = {"vapid_private_key"}
+_SECRET_FIELDS = {"vapid_private_key", "api_tokens", "subscribe_jwt_secret"}
 _URL_FIELDS = {"rabbitmq_url", "redis_url", "user_service_url"}
 
 
@@ -201,6 +201,18 @@ class Settings:
     welcome_title: str = "Notifications enabled"
     welcome_body: str = "You will now receive push notifications."
     welcome_action_url: str = "/web_push_test/web_push_test.html"
+    # --- the peer-service API and subscriber identity (_api_values) ---
+    api_tokens: tuple[str, ...] = ()
+    metrics_port: int = 0
+    http_read_timeout_seconds: float = 10.0
+    max_notification_request_bytes: int = 1024 * 1024
+    subscribe_jwt_secret: str = ""
+    subscribe_jwt_public_key: str = ""
+    subscribe_jwt_jwks_file: str = ""
+    subscribe_jwt_user_claim: str = "sub"
+    subscribe_jwt_audience: tuple[str, ...] = ()
+    subscribe_jwt_issuer: str = ""
+    subscribe_jwt_required: bool = False
     # Start-up warnings about the configuration (e.g. a variable that no longer exists).
     warnings: tuple[str, ...] = ()
     # --- observability (issue 15) ---
@@ -244,6 +256,7 @@ class Settings:
             **_push_values(env),
             **_retry_values(env),
             **_http_values(env),
+            **_api_values(env),
             **_observability_values(env),
             warnings=_removed(env),
         )
@@ -361,6 +374,86 @@ def _http_values(env: _Env) -> dict[str, Any]:
         "welcome_body": env.text("WELCOME_BODY", "You will now receive push notifications."),
         "welcome_action_url": env.text("WELCOME_ACTION_URL", "/web_push_test/web_push_test.html"),
     }
+
+
+# --- the peer-service API and subscriber identity -----------------------------------------
+
+# RFC 6750 b64token: what may follow "Bearer " in an Authorization header.
+_TOKEN = re.compile(r"^[A-Za-z0-9._~+/-]+=*\Z")
+MIN_TOKEN_LENGTH = 16
+MIN_JWT_SECRET_BYTES = 32  # RFC 7518 3.2: an HS256 key at least as long as the hash
+
+
+def _api_tokens(env: _Env) -> tuple[str, ...]:
+    tokens = env.items("API_TOKENS", ())
+    for number, token in enumerate(tokens, 1):
+        # The message names the position, never the value: a token must not reach a log.
+        if not _TOKEN.match(token):
+            raise ConfigError(f"API_TOKENS: token {number} has characters a bearer token cannot")
+        if len(token) < MIN_TOKEN_LENGTH:
+            raise ConfigError(
+                f"API_TOKENS: token {number} is shorter than {MIN_TOKEN_LENGTH} characters"
+            )
+    return tokens
+
+
+def _api_values(env: _Env) -> dict[str, Any]:
+    port = env.integer("PORT", 3004, 0, 65535)
+    metrics_port = env.integer("METRICS_PORT", 0, 0, 65535)
+    if metrics_port and metrics_port == port:
+        raise ConfigError(f"METRICS_PORT must differ from PORT, both are {port}")
+    return {
+        "api_tokens": _api_tokens(env),
+        "metrics_port": metrics_port,
+        "http_read_timeout_seconds": env.number("HTTP_READ_TIMEOUT_SECONDS", 10.0, 0.1),
+        "max_notification_request_bytes": env.integer(
+            "MAX_NOTIFICATION_REQUEST_BYTES", 1024 * 1024, 1024
+        ),
+        **_subscribe_jwt_values(env),
+    }
+
+
+def _subscribe_jwt_values(env: _Env) -> dict[str, Any]:
+    secret = env.text("SUBSCRIBE_JWT_SECRET")
+    public_key = env.text("SUBSCRIBE_JWT_PUBLIC_KEY")
+    jwks_file = env.text("SUBSCRIBE_JWT_JWKS_FILE")
+    keys = [
+        name
+        for name, value in (
+            ("SUBSCRIBE_JWT_SECRET", secret),
+            ("SUBSCRIBE_JWT_PUBLIC_KEY", public_key),
+            ("SUBSCRIBE_JWT_JWKS_FILE", jwks_file),
+        )
+        if value
+    ]
+    if len(keys) > 1:
+        raise ConfigError(f"set only one of {', '.join(keys)}")
+    if secret and len(secret.encode()) < MIN_JWT_SECRET_BYTES:
+        raise ConfigError(f"SUBSCRIBE_JWT_SECRET must be at least {MIN_JWT_SECRET_BYTES} bytes")
+    values = {
+        "subscribe_jwt_secret": secret,
+        "subscribe_jwt_public_key": public_key,
+        "subscribe_jwt_jwks_file": jwks_file,
+        "subscribe_jwt_user_claim": env.text("SUBSCRIBE_JWT_USER_CLAIM", "sub") or "sub",
+        "subscribe_jwt_audience": env.items("SUBSCRIBE_JWT_AUDIENCE", ()),
+        "subscribe_jwt_issuer": env.text("SUBSCRIBE_JWT_ISSUER"),
+        "subscribe_jwt_required": env.flag("SUBSCRIBE_JWT_REQUIRED", False),
+    }
+    dependent = [
+        name
+        for name, given in (
+            ("SUBSCRIBE_JWT_AUDIENCE", values["subscribe_jwt_audience"]),
+            ("SUBSCRIBE_JWT_ISSUER", values["subscribe_jwt_issuer"]),
+            ("SUBSCRIBE_JWT_REQUIRED", values["subscribe_jwt_required"]),
+        )
+        if given
+    ]
+    if dependent and not keys:
+        raise ConfigError(
+            f"{dependent[0]} needs a key: SUBSCRIBE_JWT_SECRET, SUBSCRIBE_JWT_PUBLIC_KEY "
+            "or SUBSCRIBE_JWT_JWKS_FILE"
+        )
+    return values
 
 
 # --- observability (issue 15) -----------------------------------------------------------

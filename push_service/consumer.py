@@ -11,6 +11,7 @@ on another channel closes that channel.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 import time
@@ -19,7 +20,7 @@ from enum import Enum
 
 from aiormq.abc import AbstractChannel, DeliveredMessage
 
-from push_service.broker import AMQP_ERRORS
+from push_service.broker import AMQP_ERRORS, USER_VERIFIED_HEADER
 from push_service.dead_letters import DeadLetters
 from push_service.deadline import publisher_time
 from push_service.delivery import Delivery, DeliveryResult
@@ -37,6 +38,14 @@ def message_key(message: DeliveredMessage) -> str:
     """What identifies a message across redeliveries: its message id, else its body."""
     message_id = message.header.properties.message_id
     return (message_id or hashlib.sha256(message.body).hexdigest())[:128]
+
+
+def user_verified(message: DeliveredMessage) -> bool:
+    """False when the publisher says the user_id is unverified; peers' messages are trusted."""
+    value = (message.header.properties.headers or {}).get(USER_VERIFIED_HEADER)
+    if isinstance(value, bytes):
+        value = value.decode(errors="replace")
+    return not (value is False or (isinstance(value, str) and value.strip().lower() == "false"))
 
 
 class Settle(Enum):
@@ -161,6 +170,8 @@ class Consumer:
             return Settle.ACK
         try:
             notification = await self._parse(body)
+            if not user_verified(message):
+                notification = dataclasses.replace(notification, user_verified=False)
             result = await self._deliver_once(notification, message, arrived)
         except ValidationError as exc:  # DuplicateNotification included
             await self.dead_letters.send(message, exc.code, exc.detail)

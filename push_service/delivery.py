@@ -147,6 +147,7 @@ class Delivery:
                 total,
                 fingerprint=fingerprint(n),
                 deadline=deadline,
+                user_verified=n.user_verified,
             )
         )
 

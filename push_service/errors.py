@@ -111,3 +111,16 @@ class BrokerUnavailable(PushServiceError):
 
 class Unroutable(BrokerUnavailable):
     """The broker returned a message no queue took: its queue does not exist (any more)."""
+
+
+class AuthenticationFailed(PushServiceError):
+    """A caller's credentials are missing or not acceptable.
+
+    `code` is the machine-readable error (`unauthorized`, `invalid_token`,
+    `user_id_mismatch`); `detail` says what is wrong, never echoing a secret.
+    """
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(f"{code}: {detail}")
+        self.code = code
+        self.detail = detail

@@ -238,16 +238,25 @@ class Pusher:
             )
         return DeviceOutcome(device.key, device.endpoint, "sent", status, None, attempts)
 
+    async def _deactivate(self, n: Notification, device: Device, exc: PushError) -> str:
+        if n.user_verified:
+            outcome = await self.users.deactivate(
+                n.user_id, device.endpoint, exc.reason, exc.status_code
+            )
+        else:
+            # Anyone may claim any user_id at an anonymous /subscribe: reporting it would
+            # let them have a victim's subscriptions deactivated.
+            outcome = "skipped: unverified user_id"
+        self.metrics.invalidations.inc(result=outcome.split(":", 1)[0])
+        return outcome
+
     async def _failed(
         self, n: Notification, device: Device, exc: PushError, attempts: int
     ) -> DeviceOutcome:
         self.metrics.pushes.inc(outcome=exc.reason, host=host_label(device))
         deactivation = None
         if isinstance(exc, SubscriptionGone):
-            deactivation = await self.users.deactivate(
-                n.user_id, device.endpoint, exc.reason, exc.status_code
-            )
-            self.metrics.invalidations.inc(result=deactivation.split(":", 1)[0])
+            deactivation = await self._deactivate(n, device, exc)
         elif isinstance(exc, VapidRejected):
             log.error(
                 "push service %s rejected our VAPID credentials (%s): check VAPID keys "

@@ -24,7 +24,9 @@ import aiohttp
 import aiormq
 import orjson
 from aiohttp import web
+from multidict import CIMultiDictProxy
 from pamqp import commands as spec
+from yarl import URL
 
 from push_service.config import Settings
 from push_service.parking import Ladder
@@ -78,6 +80,43 @@ class VapidPair:
     def generate(cls) -> VapidPair:
         key = generate_private_key()
         return cls(private_key_raw_b64(key), public_key_b64(key))
+
+
+# --- HTTP answers ------------------------------------------------------------------------
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: CIMultiDictProxy[str]
+    text: str
+
+    @property
+    def json(self) -> Any:
+        return orjson.loads(self.text)
+
+
+async def call(
+    session: aiohttp.ClientSession,
+    method: str,
+    url: str | URL,
+    **kwargs: Any,
+) -> Answer:
+    kwargs.setdefault("allow_redirects", False)
+    async with session.request(method, url, **kwargs) as response:
+        return Answer(response.status, response.headers, await response.text())
+
+
+def assert_error(answer: Answer, status: int, code: str | None = None, what: str = "") -> None:
+    """A refusal: the status, a JSON body naming the error and saying what is wrong."""
+    assert answer.status == status, f"{what}: {answer.status} {answer.text}"
+    assert answer.headers["Content-Type"].startswith("application/json"), what
+    body = answer.json
+    assert isinstance(body, dict), what
+    assert isinstance(body.get("error"), str) and body["error"], f"{what}: {body}"
+    assert isinstance(body.get("detail"), str) and body["detail"], f"{what}: {body}"
+    if code is not None:
+        assert body["error"] == code, f"{what}: {body}"
 
 
 # --- status records ---------------------------------------------------------------------

@@ -11,7 +11,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import ServiceFactory
-from tests.support import ROOT, wait_until
+from tests.support import ROOT, free_port, wait_until
 
 
 def _load(path: Path) -> Any:
@@ -46,12 +46,11 @@ def missing(text: str, used: dict[str, set[str]]) -> dict[str, set[str]]:
     return {name: where for name, where in used.items() if name not in exposed}
 
 
-async def scrape(base_url: str) -> str:
-    # The bearer token is what /metrics on the API port needs once API_TOKENS is set.
-    headers = {"Authorization": f"Bearer {TOKEN}"}
+async def scrape(url: str, token: str | None = None) -> str:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     async with (
         aiohttp.ClientSession() as session,
-        session.get(f"{base_url}/metrics", headers=headers) as response,
+        session.get(f"{url}/metrics", headers=headers) as response,
     ):
         assert response.status == 200, await response.text()
         return await response.text()
@@ -67,10 +66,15 @@ def used() -> dict[str, set[str]]:
 async def test_live_metrics_parse_and_cover_dashboard_and_alerts(
     service_factory: ServiceFactory, used: dict[str, set[str]]
 ) -> None:
-    service = await service_factory(QUEUE_DEPTH_INTERVAL_SECONDS="1", API_TOKENS=TOKEN)
+    # As in the Kubernetes manifests: a metrics listener without a token, the API with one.
+    metrics_port = free_port()
+    service = await service_factory(
+        QUEUE_DEPTH_INTERVAL_SECONDS="1", API_TOKENS=TOKEN, METRICS_PORT=str(metrics_port)
+    )
+    listener = f"http://127.0.0.1:{metrics_port}"
 
     async def with_queue_depths() -> str | None:
-        text = await scrape(service.base_url)
+        text = await scrape(listener)
         families = {f.name: f for f in text_string_to_metric_families(text)}
         depths = {s.labels["queue"]: s.value for s in families["push_queue_messages"].samples}
         # main queue, DLQ and the delay queues, all empty
@@ -84,6 +88,7 @@ async def test_live_metrics_parse_and_cover_dashboard_and_alerts(
     assert families["python_info"].samples[0].labels["implementation"] == "CPython"
     assert families["push_consumer_connected"].samples[0].value == 1
     assert not missing(text, used), "named in deploy/ but not in /metrics"
+    assert not missing(await scrape(service.base_url, TOKEN), used), "the API port differs"
 
 
 def test_a_name_the_service_lacks_is_reported(used: dict[str, set[str]]) -> None:

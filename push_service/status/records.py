@@ -119,6 +119,8 @@ def to_record(raw: dict[str, str]) -> dict[str, Any]:
                 devices[name[2:]] = device
         elif name in COUNTS:
             record[name] = int(value)
+        elif name == "user_verified":
+            record[name] = value == "true"
         elif name != "fingerprint":
             record[name] = value or None
     record["devices"] = sorted(devices.values(), key=lambda d: d.get("at", ""))

@@ -9,7 +9,8 @@ record backwards.
 
 from __future__ import annotations
 
-# ARGV: now, ttl, notification_id, user_id, devices_total, fingerprint, deadline
+# ARGV: now, ttl, notification_id, user_id, devices_total, fingerprint, deadline,
+# user_verified ('true' | 'false')
 # Returns {state, deadline, done device ids, retrying device JSON}; state 1 = new record,
 # 0 = the same notification again, -1 = a different notification under this id (then
 # the second item is when the one on record was created).
@@ -29,7 +30,7 @@ if not stored then
   redis.call('HSET', key, 'notification_id', ARGV[3], 'user_id', ARGV[4],
              'status', 'processing', 'devices_total', ARGV[5], 'sent', 0, 'failed', 0,
              'fingerprint', fingerprint, 'deadline', ARGV[7],
-             'created_at', created, 'updated_at', now)
+             'created_at', created, 'updated_at', now, 'user_verified', ARGV[8])
   if reason then redis.call('HSET', key, 'reason', reason) end
   state = 1
 elseif tonumber(ARGV[5]) > tonumber(redis.call('HGET', key, 'devices_total') or '0') then

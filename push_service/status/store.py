@@ -70,6 +70,7 @@ class StatusStore:
         *,
         fingerprint: str,
         deadline: float,
+        user_verified: bool = True,
     ) -> Begun:
         """Mark `processing` (unless final); returns the deadline and the devices handled.
 
@@ -78,7 +79,9 @@ class StatusStore:
         """
         args = [utc_now(), self.ttl, notification_id, user_id or "", total]
         state, when, done, retrying = await self._batch.call(
-            self._begin, [self.key(notification_id)], [*args, fingerprint, to_iso(deadline)]
+            self._begin,
+            [self.key(notification_id)],
+            [*args, fingerprint, to_iso(deadline), "true" if user_verified else "false"],
         )
         if state == -1:
             raise DuplicateNotification(

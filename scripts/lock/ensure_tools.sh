@@ -4,6 +4,8 @@
 # (the very first `make lock`), the pins of requirements/tools.in.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+# shellcheck source=scripts/lib/quiet_run.sh
+source "$ROOT/scripts/lib/quiet_run.sh"
 VENV="${LOCK_TOOLS_VENV:-$ROOT/.venv-lock}"
 PYTHON="${PYTHON:-python3}"
 if [[ -f "$ROOT/requirements/tools.txt" ]]; then
@@ -15,15 +17,11 @@ else
 fi
 want="$(sha256sum "$source_file" | cut -d' ' -f1)"
 if [[ ! -x "$VENV/bin/uv" || "$(cat "$VENV/.stamp" 2>/dev/null)" != "$want" ]]; then
-    log="$(mktemp)"
-    if ! { "$PYTHON" -m venv --clear "$VENV" &&
-        "$VENV/bin/pip" install --disable-pip-version-check "${hashes[@]}" -r "$source_file"; } >"$log" 2>&1; then
-        grep -v "is ignored: it is neither a file nor a directory" "$log" | tail -30 >&2
-        rm -f "$log"
-        echo "lock tools: installation into $VENV failed (PyPI must be reachable)" >&2
-        exit 2
-    fi
-    rm -f "$log"
+    install() {
+        "$PYTHON" -m venv --clear "$VENV" &&
+            "$VENV/bin/pip" install --disable-pip-version-check "${hashes[@]}" -r "$source_file"
+    }
+    quiet_run "lock tools: installation into $VENV failed (PyPI must be reachable)" install || exit 2
     echo "$want" >"$VENV/.stamp"
 fi
 echo "$VENV/bin"
