@@ -60,7 +60,8 @@ class Ladder:
 
     @staticmethod
     def queue(main: str, step: float) -> str:
-        label = f"{step:g}s" if step >= 1 and step == int(step) else f"{round(step * 1000)}ms"
+        # Not `:g`: it writes 1000000 as "1e+06", the same name as 1000001 (another TTL).
+        label = f"{int(step)}s" if step >= 1 and step == int(step) else f"{round(step * 1000)}ms"
         return f"{main}.delay.{label}"
 
     @staticmethod
