@@ -71,8 +71,15 @@ ensure_promtool() {
         return 1
     fi
     echo "tools: installing Debian's prometheus package for promtool"
+    # Only promtool is wanted: policy-rc.d keeps the package from starting its server.
+    local policy=/usr/sbin/policy-rc.d created="" rc=0
+    if [[ ! -e "$policy" ]]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && created=1
+    fi
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-        --no-install-recommends prometheus >/dev/null
+        --no-install-recommends prometheus >/dev/null || rc=$?
+    [[ -n "$created" ]] && rm -f "$policy"
+    return "$rc"
 }
 
 ensure_tools || exit 2
