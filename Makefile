@@ -4,10 +4,11 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NODE_DIR := tests/pushserver
+PEERS_DIR := tests/peers
 
 LOCK := requirements/dev.txt
 
-.PHONY: run test lint fmt bench services install clean lock lock-upgrade audit
+.PHONY: run test lint fmt bench demo services install clean lock lock-upgrade audit
 
 # Exactly the locked versions (hashes checked), then the package itself without resolving.
 $(STAMP): setup.cfg pyproject.toml $(LOCK)
@@ -26,13 +27,18 @@ services:
 run: $(STAMP) services
 	$(BIN)/push-service
 
-$(NODE_DIR)/node_modules/.installed: $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
-	npm ci --silent --no-audit --no-fund --prefix $(NODE_DIR)
+# npm folders: web-push-testing (the tests' push service) and amqplib (a peer's AMQP client).
+%/node_modules/.installed: %/package.json %/package-lock.json
+	npm ci --silent --no-audit --no-fund --prefix $*
 	touch $@
 
-test: $(STAMP) $(NODE_DIR)/node_modules/.installed services
+test: $(STAMP) $(NODE_DIR)/node_modules/.installed $(PEERS_DIR)/node_modules/.installed services
 	@scripts/ensure_browser.sh
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# A push end to end on this machine: web-push-testing, the service, a published notification.
+demo: $(STAMP) $(NODE_DIR)/node_modules/.installed services
+	$(BIN)/python scripts/demo.py $(DEMO_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check push_service tests scripts
@@ -56,7 +62,8 @@ audit: ## pip-audit the locks (fails on a known vulnerability)
 	$$(scripts/lock/ensure_tools.sh)/python scripts/lock/audit.py $(AUDIT_ARGS)
 
 clean:
-	rm -rf $(VENV) .venv-lock .venv-deploy build dist *.egg-info $(NODE_DIR)/node_modules .pytest_cache .mypy_cache
+	rm -rf $(VENV) .venv-lock .venv-deploy build dist *.egg-info $(NODE_DIR)/node_modules \
+		$(PEERS_DIR)/node_modules .pytest_cache .mypy_cache
 
 # ---- containers --------------------------------------------------------------
 # Picks the first compose that works. Override with: make up COMPOSE="podman-compose"
