@@ -219,6 +219,8 @@ class Settings:
     subscribe_jwt_required: bool = False
     # Start-up warnings about the configuration (e.g. a variable that no longer exists).
     warnings: tuple[str, ...] = ()
+    # --- observability (issue 15) ---
+    queue_depth_interval_seconds: float = 15.0
 
     @property
     def production(self) -> bool:
@@ -267,6 +269,7 @@ class Settings:
             **_http_values(env),
             **_api_values(env),
             **_cluster_values(env),
+            **_observability_values(env),
             warnings=_removed(env),
         )
 
@@ -517,3 +520,13 @@ def _host_port(item: str) -> tuple[str, int]:
     if parts.username is not None or parts.path or parts.query or parts.fragment:
         return "", 0
     return parts.hostname or "", DEFAULT_SENTINEL_PORT if port is None else port
+
+
+# --- observability (issue 15) -----------------------------------------------------------
+
+
+def _observability_values(env: _Env) -> dict[str, Any]:
+    interval = env.number("QUEUE_DEPTH_INTERVAL_SECONDS", 15.0)
+    if 0 < interval < 1:
+        raise ConfigError("QUEUE_DEPTH_INTERVAL_SECONDS must be 0 (off) or at least 1")
+    return {"queue_depth_interval_seconds": interval}
