@@ -38,8 +38,9 @@ fmt: $(STAMP)
 	$(BIN)/ruff format push_service tests scripts
 	$(BIN)/ruff check --fix push_service tests scripts
 
+# The benchmark (scripts/bench/); `make bench BENCH_ARGS=--help` lists its options.
 bench: $(STAMP) services
-	$(BIN)/python scripts/bench.py $(BENCH_ARGS)
+	PYTHONPATH=scripts $(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info $(NODE_DIR)/node_modules .pytest_cache .mypy_cache
