@@ -130,7 +130,8 @@ def make_contenders(args: argparse.Namespace, sink: SinkClient) -> list[Contende
         other = compare.prepare(args.compare)
         contenders.append(service(other.label, other.python, f"push_service at {other.source}"))
     pushes = args.n * args.devices
-    contenders.append(BareContender(sink, pushes=pushes, payload=args.payload, warmup=1000))
+    bare = BareContender(sink, pushes=pushes, payload=args.payload, warmup=min(1000, pushes))
+    contenders.append(bare)
     if args.skip_baselines:
         return contenders
     if args.devices == 1:  # the naive consumer sends to a message's first device only

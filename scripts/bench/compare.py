@@ -54,16 +54,25 @@ def _install(venv: Path, *requirement: str) -> None:
                  "--disable-pip-version-check", *requirement])  # fmt: skip
 
 
+def resolve(rev: str) -> str:
+    """The commit a revision names (BenchEnvError if it names none)."""
+    return _git("rev-parse", "--verify", f"{rev}^{{commit}}").decode().strip()
+
+
+def export_tree(commit: str, dest: Path) -> None:
+    """The commit's files (no .git, no untracked files) into `dest`."""
+    dest.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(fileobj=io.BytesIO(_git("archive", commit))) as archive:
+        archive.extractall(dest, filter="data")
+
+
 def _from_git(rev: str) -> Revision:
-    commit = _git("rev-parse", "--verify", f"{rev}^{{commit}}").decode().strip()
+    commit = resolve(rev)
     home = COMPARE_DIR / commit[:12]
     ready = home / ".installed"
     if not ready.exists():
-        src = home / "src"
-        src.mkdir(parents=True, exist_ok=True)
-        with tarfile.open(fileobj=io.BytesIO(_git("archive", commit))) as archive:
-            archive.extractall(src, filter="data")
-        _install(home / "venv", str(src))
+        export_tree(commit, home / "src")
+        _install(home / "venv", str(home / "src"))
         ready.write_text(commit + "\n")
     return Revision(
         f"service@{rev}", str(home / "venv" / "bin" / "python"), f"{rev} = {commit[:12]}"

@@ -12,13 +12,13 @@ import asyncio
 import json
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from bench import amqp, procfs
 from bench.data import make_subscriptions, queue_message
 from bench.env import child_env
-from bench.service import ServiceProcess
+from bench.service import ServiceError, ServiceProcess
 from bench.sink_control import SinkClient, SinkError
 
 ROUND_TIMEOUT = 600.0
@@ -31,7 +31,6 @@ class Round:
     elapsed: float
     cpu: float  # CPU seconds of the contender's process over the round
     others: float = 0.0  # cores used by the rest of the machine meanwhile (noise)
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def rate(self) -> float:
@@ -95,7 +94,7 @@ class ServiceContender(Contender):
         subs, per = self.subscriptions, self.devices
         bodies = (
             queue_message(
-                f"{self.name}-{self.published + i}",
+                f"{self.service.slug}-{self.published + i}",
                 [subs[((self.published + i) * per + j) % len(subs)] for j in range(per)],
                 self.payload,
             )
@@ -109,12 +108,32 @@ class ServiceContender(Contender):
         count = messages or self.messages
         cpu, started = self.service.cpu_seconds(), time.monotonic_ns()
         self.service.thaw()
-        stats = await self.sink.wait(count * self.devices, ROUND_TIMEOUT)
+        stats = await self._last_push(count * self.devices, self.consumed_before + count)
         await self.service.wait_consumed(self.consumed_before + count, ROUND_TIMEOUT)
         cpu = self.service.cpu_seconds() - cpu
         await self.sink.expect(self.name, count * self.devices)
         elapsed = (stats["last_ns"] - started) / 1e9
         return Round(self.name, count * self.devices, elapsed, cpu)
+
+    async def _last_push(self, pushes: int, consumed: float) -> dict[str, Any]:
+        """The sink's stats once the round's last push arrived. Once a second it looks
+        at the service too, to fail at once if the service dies, or finishes its
+        messages without pushing them all (dead-lettered: see its log)."""
+        waiting = asyncio.create_task(self.sink.wait(pushes, ROUND_TIMEOUT))
+        finished_at = None
+        try:
+            while not (await asyncio.wait({waiting}, timeout=1.0))[0]:
+                self.service.check_alive()
+                if finished_at is None and await self.service.consumed() >= consumed:
+                    finished_at = time.monotonic()
+                if finished_at is not None and time.monotonic() - finished_at > 5:
+                    raise ServiceError(
+                        f"{self.name} finished its messages, but not all their pushes "
+                        f"reached the sink; see {self.service.log_path}"
+                    )
+            return waiting.result()
+        finally:
+            waiting.cancel()
 
     async def stop(self) -> None:
         await self.service.stop()

@@ -16,7 +16,7 @@ import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.components import ORDER, Breakdown, breakdown
+from bench.components import ORDER, Breakdown, breakdown, parse_frame
 from bench.contenders import ServiceContender
 from bench.env import BENCH_DIR, ensure_python_env, py_spy
 
@@ -71,6 +71,13 @@ def load(label: str, seconds: int, raw_path: Path) -> Profile:
     return Profile(label, seconds, breakdown(raw_path.read_text()), raw_path)
 
 
+def _short(frame: str) -> str:
+    """`Delivery.push (push_service/delivery.py)` -> `Delivery.push (delivery.py)`."""
+    name, path = parse_frame(frame)
+    parts = path.removesuffix("/__init__.py").rsplit("/", 1)
+    return f"{name} ({parts[-1]})" if path else name
+
+
 def show(profile: Profile, cpu_us_per_push: float, top: int = 3) -> list[str]:
     """The breakdown as lines: share, µs of CPU per push (share x the rounds' median CPU
     per push) and the innermost Python frames that weigh most in each component."""
@@ -85,7 +92,7 @@ def show(profile: Profile, cpu_us_per_push: float, top: int = 3) -> list[str]:
         if not share:
             continue
         leaves = ", ".join(
-            f"{frame.split(' (')[0]} {count / b.samples:.0%}"
+            f"{_short(frame)} {count / b.samples:.0%}"
             for frame, count in b.leaves[name].most_common(top)
         )
         lines.append(f"  {name:<44} {share:>6.1%} {share * cpu_us_per_push:>8.0f}  {leaves}")

@@ -27,14 +27,16 @@ async def run_rounds(contenders: Sequence[Contender], rounds: int) -> Results:
             result = await contender.run()
             result.others = meter.others()
             results[contender.name].append(result)
-        print(f"  round {number + 1}/{rounds}: " + round_line(results, number), flush=True)
+        line = round_line(results, number, [c.name for c in order])
+        print(f"  round {number + 1}/{rounds}: {line}", flush=True)
     return results
 
 
-def round_line(results: Results, number: int) -> str:
+def round_line(results: Results, number: int, order: Sequence[str]) -> str:
+    """The round's contenders in the order they ran: pushes/s and CPU us per push."""
     parts = []
-    for name, rounds in results.items():
-        r = rounds[number]
+    for name in order:
+        r = results[name][number]
         parts.append(f"{name} {r.rate:,.0f}/s {r.cpu_us:.0f}us")
-    others = max(rounds[number].others for rounds in results.values())
+    others = max(results[name][number].others for name in order)
     return " | ".join(parts) + f" | others <= {others:.2f} cores"

@@ -19,9 +19,13 @@ import aiohttp
 
 from bench import amqp, procfs
 from bench.data import make_vapid
-from bench.env import child_env
+from bench.env import BENCH_DIR, child_env
 
 READY_TIMEOUT = 60.0
+# An empty working directory: `python -m` would import a push_service/ folder in the
+# current one instead of the interpreter's installed revision, and the service reads
+# a developer's .env from there.
+RUN_DIR = BENCH_DIR / "run"
 
 
 class ServiceError(RuntimeError):
@@ -40,11 +44,12 @@ class ServiceProcess:
     def __init__(self, label: str, python: str, cafile: str, prefetch: int, log_dir: Path) -> None:
         self.label = label
         self.python = python
-        slug = re.sub(r"[^A-Za-z0-9_.@-]", "_", label)  # a revision may hold '/' or '~'
-        self.queue = amqp.queue_name(slug)
-        self.prefix = amqp.redis_prefix(slug)
+        # A name for queues, files and notification ids: a revision may hold '/' or '~'.
+        self.slug = re.sub(r"[^A-Za-z0-9.@-]", "-", label)
+        self.queue = amqp.queue_name(self.slug)
+        self.prefix = amqp.redis_prefix(self.slug)
         self.port = free_port()
-        self.log_path = log_dir / f"{slug}.log"
+        self.log_path = log_dir / f"{self.slug}.log"
         self.vapid_key = make_vapid()["private_key"]
         self.env = child_env(
             cafile,
@@ -66,10 +71,12 @@ class ServiceProcess:
     async def start(self) -> None:
         """Start it and wait until it consumes (it declares its own queues)."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        RUN_DIR.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.proc = await asyncio.create_subprocess_exec(
-                self.python, "-m", "push_service", env=self.env, stdout=log, stderr=log
-            )
+                self.python, "-m", "push_service", env=self.env, stdout=log, stderr=log,
+                cwd=RUN_DIR,
+            )  # fmt: skip
         deadline = time.monotonic() + READY_TIMEOUT
         while time.monotonic() < deadline:
             if self.proc.returncode is not None:
@@ -103,6 +110,10 @@ class ServiceProcess:
             if time.monotonic() > deadline:
                 raise ServiceError(f"{self.label}: {done:.0f} of {total:.0f} messages done")
             await asyncio.sleep(0.005)
+
+    def check_alive(self) -> None:
+        if self.proc is not None and self.proc.returncode is not None:
+            raise ServiceError(f"{self.label} exited {self.proc.returncode}; see {self.log_path}")
 
     def cpu_seconds(self) -> float:
         return procfs.cpu_seconds(self.pid)
