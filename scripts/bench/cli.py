@@ -23,9 +23,10 @@ import json
 import os
 import sys
 import time
+from collections.abc import Awaitable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from bench import compare, env, goals, profiling, report, summary
 from bench.baselines import ClientContender, NaiveContender
@@ -39,6 +40,7 @@ from bench.sink_control import SinkClient, start_sink
 
 FULL = {"n": 10_000, "rounds": 8, "backlog": 100_000, "latency_seconds": 10.0,
         "profile_seconds": 15}  # fmt: skip
+T = TypeVar("T")
 EXAMPLES = """examples:
   make bench                                  the full run (about 6 min on an idle 2-core machine)
   make bench BENCH_ARGS=--quick               a short run (goals at smaller sizes marked n/a)
@@ -159,13 +161,26 @@ async def rounds_phase(
         results = await run_rounds(contenders, args.rounds)
         for c in contenders:
             if args.profile and isinstance(c, ServiceContender):
-                print(f"profiling {c.name} for {args.profile_seconds} s", flush=True)
                 rate = summary.rates(results, c.name).median
-                profiles.append(await profiling.profile_service(c, args.profile_seconds, rate))
+                profile = await attempt(
+                    f"profiling {c.name} for {args.profile_seconds} s",
+                    profiling.profile_service(c, args.profile_seconds, rate),
+                )
+                profiles.extend([profile] if profile else [])
     finally:
         for contender in contenders:
             await contender.stop()
     return contenders, results, profiles
+
+
+async def attempt(what: str, measurement: Awaitable[T]) -> T | None:
+    """One measurement after the rounds; if it fails, say so and keep the others."""
+    print(f"{what}", flush=True)
+    try:
+        return await measurement
+    except Exception as exc:  # any failure of one measurement: the rounds are still worth printing
+        print(f"  {what} failed: {exc!r}", flush=True)
+        return None
 
 
 async def other_goals(
@@ -173,12 +188,16 @@ async def other_goals(
 ) -> tuple[Fanout | None, Memory | None]:
     fanout = memory = None
     if args.fanout:
-        print(f"fan-out: one message to {args.fanout:,} devices", flush=True)
-        fanout = await measure_fanout(sink, args.fanout, args.payload, args.prefetch, args.log_dir)
+        fanout = await attempt(
+            f"fan-out: one message to {args.fanout:,} devices",
+            measure_fanout(sink, args.fanout, args.payload, args.prefetch, args.log_dir),
+        )
     if args.backlog:
-        print(f"memory: {args.backlog:,} messages queued", flush=True)
-        memory = await measure_memory(
-            sink, args.backlog, args.devices, args.payload, args.prefetch, args.log_dir
+        memory = await attempt(
+            f"memory: {args.backlog:,} messages queued",
+            measure_memory(
+                sink, args.backlog, args.devices, args.payload, args.prefetch, args.log_dir
+            ),
         )
     return fanout, memory
 
@@ -220,9 +239,9 @@ async def main_async(args: argparse.Namespace) -> int:
             fanout, memory = await other_goals(args, client)
     latency = None
     if args.latency_seconds:
-        print(f"latency: {args.rate:,.0f} msg/s for {args.latency_seconds:g} s", flush=True)
-        latency = await measure_latency(
-            args.rate, args.latency_seconds, args.prefetch, args.log_dir
+        latency = await attempt(
+            f"latency: {args.rate:,.0f} msg/s for {args.latency_seconds:g} s",
+            measure_latency(args.rate, args.latency_seconds, args.prefetch, args.log_dir),
         )
     verdicts = print_report(args, contenders, results, profiles, (latency, memory, fanout))
     print(f"\nfull run: {time.monotonic() - started:.0f} s", flush=True)

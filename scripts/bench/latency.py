@@ -69,7 +69,7 @@ async def measure_latency(rate: float, seconds: float, prefetch: int, log_dir: P
                     await client.reset()
                     total = int(rate * seconds)
                     sent = await publish_paced(chan, service.queue, sink, rate, total, warmup)
-                await client.wait(total, 60)
+                await client.wait(total, max(60.0, seconds * 10))
                 stats = await client.stats(times=True)
             finally:
                 await service.stop()
