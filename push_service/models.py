@@ -67,6 +67,8 @@ class Notification:
     ttl: int | None = None
     urgency: str | None = None
     topic: str | None = None
+    # False only for a user_id nobody vouched for (AMQP header x-push-user-verified).
+    user_verified: bool = True
 
 
 def device_key(endpoint: str) -> str:

@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
+import aiohttp
 import pytest
 import redis.asyncio as redis
 
@@ -14,10 +15,12 @@ from tests.support import (
     PushServer,
     Rabbit,
     Service,
+    StubServer,
     VapidPair,
     push_server,
     rabbit_client,
     service_env,
+    stub_server,
 )
 
 ServiceFactory = Callable[..., Awaitable[Service]]
@@ -39,6 +42,19 @@ async def redis_client() -> AsyncIterator[redis.Redis]:
     client = redis.Redis.from_url(REDIS_URL, decode_responses=True)
     yield client
     await client.aclose()
+
+
+@pytest.fixture
+async def user_service() -> AsyncIterator[StubServer]:
+    """A stand-in User Service that accepts every deactivation (200) and records it."""
+    async with stub_server([(200, {})]) as stub:
+        yield stub
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as session:
+        yield session
 
 
 @pytest.fixture
@@ -67,7 +83,7 @@ async def service_factory(
     for service in services:
         await service.stop()
     for service in services:
-        await rabbit.delete(service.queue, f"{service.queue}.dlq")
+        await rabbit.delete(*service.queues)
         async for key in redis_client.scan_iter(match=f"{service.prefix}*", count=1000):
             with contextlib.suppress(Exception):
                 await redis_client.delete(key)

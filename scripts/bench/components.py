@@ -36,14 +36,15 @@ FILES = (
     ("_multidict.c", POST), ("_helpers_c.c", POST), ("_quoting_c.c", POST),
     ("push_service/webpush.py", POST),
     ("aiormq/", AMQP), ("pamqp/", AMQP), ("push_service/broker.py", AMQP),
-    ("push_service/supervisor.py", AMQP),
-    ("redis/", REDIS), ("hiredis/", REDIS), ("push_service/status.py", REDIS),
+    ("push_service/supervisor.py", AMQP), ("push_service/topology.py", AMQP),
+    ("push_service/amqp_timestamps.py", AMQP),
+    ("redis/", REDIS), ("hiredis/", REDIS), ("push_service/status", REDIS),
     ("push_service/models.py", VALIDATION), ("push_service/endpoints.py", VALIDATION),
     ("msgspec/", VALIDATION), ("pydantic", VALIDATION),
     ("push_service/metrics.py", METRICS), ("push_service/logs.py", METRICS),
     ("logging/", METRICS), ("prometheus_client/", METRICS),
     ("hypercorn/", API), ("starlette/", API), ("h11/", API), ("h2/", API), ("wsproto/", API),
-    ("push_service/api.py", API),
+    ("push_service/api", API),
     ("push_service/", GLUE), ("backoff/", GLUE),
 )  # fmt: skip
 # The process's entry frames are at the root of every stack: they claim nothing.

@@ -12,7 +12,7 @@ from bench import amqp
 from bench.data import make_subscriptions, queue_message
 from bench.service import ServiceProcess
 from bench.sink_control import SinkClient
-from push_service.broker import declare_topology
+from push_service.topology import Topology, declare_topology
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ async def measure_memory(
     try:
         async with amqp.channel() as chan:
             # This worktree's code declares the queues, as the service it measures will.
-            await declare_topology(chan, service.queue, "classic", 5)
+            await declare_topology(chan.connection, Topology(service.queue))
             await amqp.publish_many(chan, service.queue, bodies)
         await sink.reset()
         started = time.monotonic()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import secrets
 import signal
 import time
 from pathlib import Path
@@ -51,6 +52,8 @@ class ServiceProcess:
         self.port = free_port()
         self.log_path = log_dir / f"{self.slug}.log"
         self.vapid_key = make_vapid()["private_key"]
+        # /metrics is an internal endpoint: a token, sent to revisions without them too.
+        self.token = secrets.token_urlsafe(24)
         self.env = child_env(
             cafile,
             PORT=str(self.port), HOST="127.0.0.1", NODE_ENV="development",
@@ -59,9 +62,13 @@ class ServiceProcess:
             VAPID_PRIVATE_KEY=self.vapid_key, VAPID_EMAIL="bench@example.com",
             PUSH_ENDPOINT_ALLOWLIST="127.0.0.1", LOG_LEVEL="WARNING",
             CONSUMER_PREFETCH=str(prefetch), MAX_MESSAGE_BYTES=str(16 * 1024 * 1024),
+            API_TOKENS=self.token,
         )  # fmt: skip
         self.proc: asyncio.subprocess.Process | None = None
-        self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+        self.http = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=10),
+            headers={"Authorization": f"Bearer {self.token}"},
+        )
 
     @property
     def pid(self) -> int:
