@@ -41,6 +41,13 @@ from bench.sink_control import SinkClient, start_sink
 FULL = {"n": 10_000, "rounds": 8, "backlog": 100_000, "latency_seconds": 10.0,
         "profile_seconds": 15}  # fmt: skip
 T = TypeVar("T")
+STARTED = time.monotonic()
+
+
+def progress(what: str) -> None:
+    print(f"[{time.monotonic() - STARTED:4.0f} s] {what}", flush=True)
+
+
 EXAMPLES = """examples:
   make bench                                  the full run (about 6 min on an idle 2-core machine)
   make bench BENCH_ARGS=--quick               a short run (goals at smaller sizes marked n/a)
@@ -155,9 +162,9 @@ async def rounds_phase(
     profiles = []
     try:
         for contender in contenders:
-            print(f"starting {contender.name}", flush=True)
+            progress(f"starting {contender.name}")
             await contender.start()
-        print(f"{args.rounds} rounds (pushes/s and CPU us/push per contender):", flush=True)
+        progress(f"{args.rounds} rounds (pushes/s and CPU us/push per contender):")
         results = await run_rounds(contenders, args.rounds)
         for c in contenders:
             if args.profile and isinstance(c, ServiceContender):
@@ -175,7 +182,7 @@ async def rounds_phase(
 
 async def attempt(what: str, measurement: Awaitable[T]) -> T | None:
     """One measurement after the rounds; if it fails, say so and keep the others."""
-    print(f"{what}", flush=True)
+    progress(what)
     try:
         return await measurement
     except Exception as exc:  # any failure of one measurement: the rounds are still worth printing
@@ -226,7 +233,6 @@ def print_report(
 
 
 async def main_async(args: argparse.Namespace) -> int:
-    started = time.monotonic()
     if not args.skip_baselines:
         env.ensure_node_env()
     if args.profile or not args.skip_baselines:
@@ -244,7 +250,7 @@ async def main_async(args: argparse.Namespace) -> int:
             measure_latency(args.rate, args.latency_seconds, args.prefetch, args.log_dir),
         )
     verdicts = print_report(args, contenders, results, profiles, (latency, memory, fanout))
-    print(f"\nfull run: {time.monotonic() - started:.0f} s", flush=True)
+    print(f"\nfull run: {time.monotonic() - STARTED:.0f} s", flush=True)
     if args.json:
         write_json(args.json, results, verdicts, (latency, memory, fanout))
     return 0

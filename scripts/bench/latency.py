@@ -41,7 +41,7 @@ async def publish_paced(
     """Publish `count` messages at `rate`/s; returns the publish time of each push id."""
     keys = [s["keys"] for s in make_subscriptions(sink.base_url, 16)]
     sent: dict[str, int] = {}
-    confirms = []
+    confirms: list[asyncio.Task[object]] = []
     started = time.monotonic()
     for i in range(first, first + count):
         delay = started + (i - first) / rate - time.monotonic()
@@ -51,7 +51,9 @@ async def publish_paced(
         device = {"endpoint": sink.endpoint(push_id), "keys": keys[i % len(keys)]}
         sent[push_id] = time.monotonic_ns()
         body = queue_message(push_id, [device])
-        confirms.append(chan.basic_publish(body, routing_key=queue, properties=amqp.PERSISTENT))
+        # A task: the message leaves now, and its confirm is awaited with the others.
+        publish = chan.basic_publish(body, routing_key=queue, properties=amqp.PERSISTENT)
+        confirms.append(asyncio.ensure_future(publish))
     await asyncio.gather(*confirms)
     return sent
 
