@@ -66,9 +66,9 @@ def test_goals_mark_pass_miss_and_not_measured() -> None:
         "bare": rounds("bare", 1000, 1000),  # 0.60x: pass
         "node": rounds("node", 400, 400),  # 1.5x: miss
     }
-    latency = Latency(500.0, 10, 5000, 5000, 1.0, 2.0, 3.0, 4.0)
-    memory = Memory(20_000, 1, 70.0, 2000.0)  # a quick run's backlog
-    fanout = Fanout(10_000, 6.0, 100.0, 60.0, 60.0, 5.0, 3, 300)  # a 60 ms stall
+    latency = Latency(500.0, 10, 5000, 5000, 1.0, 2.0, 3.0, 4.0, 0.1)
+    memory = Memory(20_000, 1, 70.0, 2000.0, 0.1)  # a quick run's backlog
+    fanout = Fanout(10_000, 6.0, 100.0, 60.0, 60.0, 5.0, 3, 300, 0.1)  # a 60 ms stall
     marks = [g.verdict for g in goals.evaluate(results, latency, memory, fanout)]
     assert marks == [
         "pass",

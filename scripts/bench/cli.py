@@ -146,10 +146,10 @@ def make_contenders(args: argparse.Namespace, sink: SinkClient) -> list[Contende
     if args.devices == 1:  # the naive consumer sends to a message's first device only
         for writes in (2, 0):
             contenders.append(NaiveContender(
-                sink, messages=max(500, args.n // 2), payload=args.payload,
+                sink, messages=max(500, args.n // 4), payload=args.payload,
                 prefetch=args.prefetch, redis_writes=writes,
             ))  # fmt: skip
-    for name, share in (("node", 5), ("pywebpush", 10), ("pywebpush-plain", 30)):
+    for name, share in (("node", 10), ("pywebpush", 20), ("pywebpush-plain", 50)):
         per_round = max(100, args.n // share)
         contenders.append(ClientContender(name, sink, pushes=per_round, payload=args.payload))
     return contenders

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from bench import amqp
 from bench.data import make_subscriptions, queue_message
+from bench.procfs import LoadMeter
 from bench.service import ServiceProcess
 from bench.sink_control import SinkClient
 
@@ -29,6 +30,7 @@ class Fanout:
     idle_stall_ms: float  # ... and before it (start-up)
     late_ticks: int  # 20-ms ticks late by more than 10 ms
     ticks: int
+    others: float  # cores other processes used meanwhile: a stall may be theirs
 
 
 async def measure_fanout(
@@ -42,12 +44,12 @@ async def measure_fanout(
         idle_rss = service.peak_rss_mb()
         idle_lag = (await service.metrics()).get(LAG_MAX, 0.0)
         await sink.reset()
-        started = time.monotonic()
+        meter, started = LoadMeter.start(), time.monotonic()
         async with amqp.channel() as chan:
             await amqp.publish_many(chan, service.queue, [body])
         await sink.wait(devices, 600)
         await service.wait_consumed(1, 60)
-        elapsed = time.monotonic() - started
+        elapsed, others = time.monotonic() - started, meter.others()
         metrics = await service.metrics()
         rss = service.peak_rss_mb()
     finally:
@@ -56,4 +58,6 @@ async def measure_fanout(
     ticks = int(metrics.get(LAG_COUNT, 0))
     late = ticks - int(metrics.get(LAG_UNDER_10MS, 0))
     stall = metrics.get(LAG_MAX, float("nan"))
-    return Fanout(devices, elapsed, rss, idle_rss, stall * 1000, idle_lag * 1000, late, ticks)
+    return Fanout(
+        devices, elapsed, rss, idle_rss, stall * 1000, idle_lag * 1000, late, ticks, others
+    )

@@ -19,6 +19,7 @@ from aiormq.abc import AbstractChannel
 
 from bench import amqp
 from bench.data import make_subscriptions, queue_message
+from bench.procfs import LoadMeter
 from bench.service import ServiceProcess
 from bench.sink_control import Sink, SinkClient, start_sink
 
@@ -33,6 +34,7 @@ class Latency:
     p95_ms: float
     p99_ms: float
     max_ms: float
+    others: float  # cores other processes used meanwhile
 
 
 async def publish_paced(
@@ -69,9 +71,11 @@ async def measure_latency(rate: float, seconds: float, prefetch: int, log_dir: P
                     await publish_paced(chan, service.queue, sink, rate, warmup, 0)
                     await client.wait(warmup, 60)
                     await client.reset()
+                    meter = LoadMeter.start()
                     total = int(rate * seconds)
                     sent = await publish_paced(chan, service.queue, sink, rate, total, warmup)
                 await client.wait(total, max(60.0, seconds * 10))
+                others = meter.others()
                 stats = await client.stats(times=True)
             finally:
                 await service.stop()
@@ -79,4 +83,5 @@ async def measure_latency(rate: float, seconds: float, prefetch: int, log_dir: P
     arrivals = {str(push_id): int(t) for push_id, t in stats["times"]}
     latencies = [(arrivals[i] - t) / 1e6 for i, t in sent.items() if i in arrivals]
     q = statistics.quantiles(latencies, n=100)
-    return Latency(rate, seconds, len(sent), len(latencies), q[49], q[94], q[98], max(latencies))
+    p50, p95, p99 = q[49], q[94], q[98]
+    return Latency(rate, seconds, len(sent), len(latencies), p50, p95, p99, max(latencies), others)

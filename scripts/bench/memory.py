@@ -10,6 +10,7 @@ from pathlib import Path
 
 from bench import amqp
 from bench.data import make_subscriptions, queue_message
+from bench.procfs import LoadMeter
 from bench.service import ServiceProcess
 from bench.sink_control import SinkClient
 from push_service.topology import Topology, declare_topology
@@ -21,6 +22,7 @@ class Memory:
     devices: int
     peak_rss_mb: float
     drain_rate: float  # messages/s, from start-up to the last outcome
+    others: float  # cores other processes used meanwhile
 
 
 async def measure_memory(
@@ -40,13 +42,13 @@ async def measure_memory(
             await declare_topology(chan.connection, Topology(service.queue))
             await amqp.publish_many(chan, service.queue, bodies)
         await sink.reset()
-        started = time.monotonic()
+        meter, started = LoadMeter.start(), time.monotonic()
         await service.start()
         await sink.wait(backlog * devices, 1800)
         await service.wait_consumed(backlog, 60)
-        elapsed = time.monotonic() - started
+        elapsed, others = time.monotonic() - started, meter.others()
         rss = service.peak_rss_mb()
     finally:
         await service.stop()
         await service.cleanup()
-    return Memory(backlog, devices, rss, backlog / elapsed)
+    return Memory(backlog, devices, rss, backlog / elapsed, others)

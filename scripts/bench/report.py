@@ -95,12 +95,14 @@ def measures(latency: Latency | None, memory: Memory | None, fanout: Fanout | No
         rows.append([
             f"latency at {latency.rate:,.0f} msg/s, publish to push accepted",
             f"p50 {latency.p50_ms:.1f} ms, p95 {latency.p95_ms:.1f} ms, p99 {latency.p99_ms:.1f} "
-            f"ms, max {latency.max_ms:.1f} ms ({latency.received:,} of {latency.sent:,} pushes)",
+            f"ms, max {latency.max_ms:.1f} ms ({latency.received:,} of {latency.sent:,} pushes; "
+            f"others {latency.others:.2f} cores)",
         ])  # fmt: skip
     if memory is not None:
         rows.append([
             f"peak RSS, {memory.backlog:,} messages queued",
-            f"{memory.peak_rss_mb:.0f} MB (drained at {memory.drain_rate:,.0f} msg/s)",
+            f"{memory.peak_rss_mb:.0f} MB (drained at {memory.drain_rate:,.0f} msg/s; "
+            f"others {memory.others:.2f} cores)",
         ])  # fmt: skip
     if fanout is not None:
         rows.append([
@@ -108,7 +110,8 @@ def measures(latency: Latency | None, memory: Memory | None, fanout: Fanout | No
             f"{fanout.seconds:.1f} s ({fanout.devices / fanout.seconds:,.0f} pushes/s), "
             f"longest loop stall {fanout.stall_ms:.0f} ms (at start-up {fanout.idle_stall_ms:.0f}"
             f" ms; {fanout.late_ticks} of {fanout.ticks} 20-ms ticks late by > 10 ms), peak RSS "
-            f"{fanout.peak_rss_mb:.0f} MB (idle {fanout.idle_rss_mb:.0f} MB)",
+            f"{fanout.peak_rss_mb:.0f} MB (idle {fanout.idle_rss_mb:.0f} MB); others "
+            f"{fanout.others:.2f} cores",
         ])  # fmt: skip
     return table(["measure", "value"], rows, right=2) if rows else []
 
