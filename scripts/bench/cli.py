@@ -49,7 +49,7 @@ def progress(what: str) -> None:
 
 
 EXAMPLES = """examples:
-  make bench                                  the full run (about 6 min on an idle 2-core machine)
+  make bench                                  the full run (5-11 min on the 2-core machine)
   make bench BENCH_ARGS=--quick               a short run (goals at smaller sizes marked n/a)
   make bench BENCH_ARGS='--profile'           plus where the service's CPU goes
   make bench BENCH_ARGS='--compare main --skip-baselines --rounds-only'
