@@ -4,13 +4,19 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NODE_DIR := tests/pushserver
+PEERS_DIR := tests/peers
 
-.PHONY: run test lint fmt bench services install clean
+LOCK := requirements/dev.txt
 
-$(STAMP): setup.cfg pyproject.toml
+.PHONY: run test lint fmt bench demo services install clean lock lock-upgrade audit
+
+# Exactly the locked versions (hashes checked), then the package itself without resolving.
+$(STAMP): setup.cfg pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,lint]'
+	$(BIN)/pip install --quiet --require-hashes -r $(LOCK)
+	$(BIN)/pip install --quiet --no-deps -e .
+	$(BIN)/pip check
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -21,13 +27,18 @@ services:
 run: $(STAMP) services
 	$(BIN)/push-service
 
-$(NODE_DIR)/node_modules/.installed: $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
-	npm ci --silent --no-audit --no-fund --prefix $(NODE_DIR)
+# npm folders: web-push-testing (the tests' push service) and amqplib (a peer's AMQP client).
+%/node_modules/.installed: %/package.json %/package-lock.json
+	npm ci --silent --no-audit --no-fund --prefix $*
 	touch $@
 
-test: $(STAMP) $(NODE_DIR)/node_modules/.installed services
+test: $(STAMP) $(NODE_DIR)/node_modules/.installed $(PEERS_DIR)/node_modules/.installed services
 	@scripts/ensure_browser.sh
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# A push end to end on this machine: web-push-testing, the service, a published notification.
+demo: $(STAMP) $(NODE_DIR)/node_modules/.installed services
+	$(BIN)/python scripts/demo.py $(DEMO_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check push_service tests scripts
@@ -42,8 +53,18 @@ fmt: $(STAMP)
 bench: $(STAMP) services
 	PYTHONPATH=scripts $(BIN)/python -m bench $(BENCH_ARGS)
 
+lock: ## regenerate requirements/{runtime,dev,tools}.txt from setup.cfg, keeping current pins
+	scripts/lock/lock.sh
+
+lock-upgrade: ## the same, moving every pin to the newest version setup.cfg allows
+	scripts/lock/lock.sh --upgrade
+
+audit: ## pip-audit the locks (fails on a known vulnerability)
+	$$(scripts/lock/ensure_tools.sh)/python scripts/lock/audit.py $(AUDIT_ARGS)
+
 clean:
-	rm -rf $(VENV) build dist *.egg-info $(NODE_DIR)/node_modules .pytest_cache .mypy_cache
+	rm -rf $(VENV) .venv-lock .venv-deploy build dist *.egg-info $(NODE_DIR)/node_modules \
+		$(PEERS_DIR)/node_modules .pytest_cache .mypy_cache
 
 # ---- containers --------------------------------------------------------------
 # Picks the first compose that works. Override with: make up COMPOSE="podman-compose"
@@ -79,3 +100,7 @@ image: ## build only the image (podman keeps HEALTHCHECK only in docker format)
 
 check-container: ## check the container files statically (no engine needed; installs its tools the first time)
 	scripts/check_container_files.sh
+
+.PHONY: check-deploy
+check-deploy: ## check deploy/ (Kubernetes, KEDA, Prometheus rules, Grafana) statically; installs its tools the first time
+	scripts/deploy/check_deploy.sh

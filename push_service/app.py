@@ -32,12 +32,12 @@ from push_service.endpoints import EndpointPolicy
 from push_service.limits import BodyLimitMiddleware, ClientAddress, RateLimiter
 from push_service.metrics import LoopLagMonitor, Metrics
 from push_service.models import parse_notification
-from push_service.parking import Ladder, Parking
+from push_service.parking import Ladder, Parking, service_topology
 from push_service.pusher import Pusher
+from push_service.queue_depth import QueueDepthMonitor
 from push_service.retry import PushRetryPolicy, RetryPolicy
 from push_service.status import RedisUnavailable, StatusStore, connect
 from push_service.supervisor import BrokerSupervisor
-from push_service.topology import Topology
 from push_service.users import UserServiceClient
 from push_service.vapid import VapidSigner, normalise_subject
 from push_service.webpush import WebPushSender, make_session
@@ -59,14 +59,16 @@ class Runtime:
         self.redis = connect(settings.redis_url)
         self.store = StatusStore(self.redis, settings.redis_key_prefix, settings.status_ttl_seconds)
         self.ladder = Ladder(settings.push_retry_ladder_seconds)
-        base = Topology(settings.rabbitmq_queue_name, settings.rabbitmq_queue_type)
-        self.topology = Topology(base.queue, base.queue_type, self.ladder.queues(base))
+        self.topology = service_topology(
+            settings.rabbitmq_queue_name, settings.rabbitmq_queue_type, self.ladder
+        )
         self.circuits = Circuits(self._circuit_policy(), self._circuit_changed)
         self.push_session: aiohttp.ClientSession | None = None
         self.user_session: aiohttp.ClientSession | None = None
         self.consumer: Consumer | None = None
         self.supervisor: BrokerSupervisor | None = None
         self.publisher: Publisher | None = None
+        self.queue_depth: QueueDepthMonitor | None = None
         self.loop_monitor = LoopLagMonitor(self.metrics)
         self._redis_error: str | None = None
 
@@ -87,7 +89,18 @@ class Runtime:
         )
         await self.loop_monitor.start()
         await self.supervisor.start()
+        if s.queue_depth_interval_seconds > 0:
+            self.queue_depth = QueueDepthMonitor(
+                self.supervisor, self.monitored_queues, self.metrics,
+                interval=s.queue_depth_interval_seconds,
+            )  # fmt: skip
+            await self.queue_depth.start()
         await self._redis_ok()  # a wrong REDIS_URL or password is logged at start-up
+
+    def monitored_queues(self) -> list[str]:
+        """The queues whose depth /metrics shows (push_queue_messages): main, DLQ, delays."""
+        t = self.topology
+        return [t.queue, t.dead_letter_queue, *t.extra]
 
     def _consumer(self) -> Consumer:
         s = self.settings
@@ -101,6 +114,7 @@ class Runtime:
         )
         limits = ConsumerLimits(
             queue=s.rabbitmq_queue_name,
+            queue_type=s.rabbitmq_queue_type,
             prefetch=s.consumer_prefetch,
             max_deliveries=s.max_delivery_attempts,
             max_message_bytes=s.max_message_bytes,
@@ -156,6 +170,8 @@ class Runtime:
 
     async def stop(self) -> None:
         """Consumer first (drain within the grace period), then HTTP sessions, then Redis."""
+        if self.queue_depth is not None:
+            await self.queue_depth.stop()
         if self.supervisor is not None:
             await self.supervisor.stop(self.settings.shutdown_grace_seconds)
         for session in (self.push_session, self.user_session):

@@ -81,6 +81,12 @@ class Ladder:
         return arguments
 
 
+def service_topology(queue: str, queue_type: str, ladder: Ladder) -> Topology:
+    """Every queue the service declares: the main queue, its DLQ and the delay steps."""
+    base = Topology(queue, queue_type)
+    return Topology(queue, queue_type, ladder.queues(base))
+
+
 class Parking:
     """Publishes the devices to retry of a message to the delay step that fits their wait."""
 
