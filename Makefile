@@ -54,8 +54,9 @@ fmt: $(STAMP)
 	$(BIN)/ruff format push_service tests scripts
 	$(BIN)/ruff check --fix push_service tests scripts
 
+# The benchmark (scripts/bench/); `make bench BENCH_ARGS=--help` lists its options.
 bench: $(STAMP) services
-	$(BIN)/python scripts/bench.py $(BENCH_ARGS)
+	PYTHONPATH=scripts $(BIN)/python -m bench $(BENCH_ARGS)
 
 lock: ## regenerate requirements/{runtime,dev,tools}.txt from setup.cfg, keeping current pins
 	scripts/lock/lock.sh
