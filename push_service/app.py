@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
+import socket
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -92,6 +94,8 @@ class Runtime:
             attach=self.consumer.attach,
             drain=self.consumer.stop,
             metrics=self.metrics,
+            # Which replica a connection belongs to, in RabbitMQ's connection list.
+            name=f"push_service {socket.gethostname()} pid {os.getpid()}",
         )
         self.publisher = Publisher(
             self.supervisor, s.rabbitmq_queue_name, s.publish_timeout_seconds

@@ -44,9 +44,12 @@ class BrokerSupervisor:
         attach: Attach,
         drain: Drain,
         metrics: Metrics,
+        name: str = "push_service",
         min_delay: float = 0.2,
         max_delay: float = 15.0,
     ) -> None:
+        """`name` is the connection name operators see in RabbitMQ (`list_connections`)."""
+        self.name = name
         self.urls = (urls,) if isinstance(urls, str) else tuple(urls)
         if not self.urls:
             raise ValueError("BrokerSupervisor needs at least one URL")
@@ -132,7 +135,9 @@ class BrokerSupervisor:
 
     async def _session(self) -> None:
         async with asyncio.timeout(CONNECT_TIMEOUT):
-            connection = await aiormq.connect(self.url)
+            connection = await aiormq.connect(
+                self.url, client_properties={"connection_name": self.name}
+            )
         self.connection = connection
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT):

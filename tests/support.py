@@ -171,14 +171,15 @@ async def status_store(name: str, ttl: int) -> AsyncIterator[StatusStore]:
 class Rabbit:
     """A test client of the real broker: publish, count, fetch, delete."""
 
-    def __init__(self, connection: aiormq.abc.AbstractConnection) -> None:
+    def __init__(self, connection: aiormq.abc.AbstractConnection, url: str = RABBITMQ_URL):
         self.connection = connection
+        self.url = url
         self.channel: aiormq.abc.AbstractChannel | None = None
 
     async def _channel(self) -> aiormq.abc.AbstractChannel:
         if self.channel is None or self.channel.is_closed:
             if self.connection.is_closed:
-                self.connection = await aiormq.connect(RABBITMQ_URL)
+                self.connection = await aiormq.connect(self.url)
             self.channel = await self.connection.channel(publisher_confirms=True)
         return self.channel
 
@@ -209,10 +210,10 @@ class Rabbit:
 
 
 @contextlib.asynccontextmanager
-async def rabbit_client() -> AsyncIterator[Rabbit]:
-    connection = await aiormq.connect(RABBITMQ_URL)
+async def rabbit_client(url: str = RABBITMQ_URL) -> AsyncIterator[Rabbit]:
+    connection = await aiormq.connect(url)
     try:
-        yield Rabbit(connection)
+        yield Rabbit(connection, url)
     finally:
         with contextlib.suppress(Exception):
             await connection.close()
@@ -577,6 +578,18 @@ def assert_clean_failure(result: ScriptResult, *secrets: str) -> None:
     assert "error:" in lines[0]
     for secret in secrets:
         assert secret not in result.both
+
+
+def connections_named(containing: str) -> list[str]:
+    """The broker's connections (pids) whose name contains `containing`."""
+    listing = rabbitmqctl("list_connections", "pid", "client_properties", "--no-table-headers")
+    return [line.split("\t", 1)[0] for line in listing.splitlines() if containing in line]
+
+
+def close_connections(pids: list[str]) -> None:
+    """Close these connections only, as the broker would (CONNECTION_FORCED)."""
+    for pid in pids:
+        rabbitmqctl("close_connection", pid, "closed by a test")
 
 
 def rabbitmqctl(*args: str) -> str:

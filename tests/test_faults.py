@@ -18,13 +18,14 @@ import redis.asyncio as redis
 
 from push_service.topology import Topology, declare_topology
 from tests.conftest import ServiceFactory
+from tests.rabbit_cluster import RabbitCluster, rabbit_cluster
 from tests.support import (
     Rabbit,
     Service,
     StubServer,
     device_keys,
     push_sink,
-    rabbitmqctl,
+    rabbit_client,
     stored_record,
     stub_server,
     unique,
@@ -56,22 +57,33 @@ async def http_status(url: str) -> int:
         return response.status
 
 
+@pytest.fixture
+async def private_broker() -> AsyncIterator[RabbitCluster]:
+    """A RabbitMQ node of the test's own: stopping it disturbs nobody else."""
+    async with rabbit_cluster(size=1) as cluster:
+        yield cluster
+
+
 @contextlib.asynccontextmanager
-async def broker_stopped() -> AsyncIterator[None]:
-    rabbitmqctl("stop_app")
+async def broker_stopped(cluster: RabbitCluster) -> AsyncIterator[None]:
+    node = cluster.nodes[0]
+    await cluster.rabbitmqctl(node, "stop_app")
     try:
         yield
     finally:
-        rabbitmqctl("start_app")
-        rabbitmqctl("await_startup")
+        await cluster.rabbitmqctl(node, "start_app")
+        await cluster.rabbitmqctl(node, "await_startup")
 
 
 async def test_nothing_lost_across_broker_and_redis_faults(
-    service_factory: ServiceFactory, rabbit: Rabbit, redis_client: redis.Redis
+    service_factory: ServiceFactory, private_broker: RabbitCluster, redis_client: redis.Redis
 ) -> None:
     total = 3000
-    async with push_sink(delay=0.005) as sink:
-        service = await service_factory(CONSUMER_PREFETCH="50", PUSH_CONCURRENCY="64")
+    node = private_broker.nodes[0]
+    async with push_sink(delay=0.005) as sink, rabbit_client(node.url) as rabbit:
+        service = await service_factory(
+            RABBITMQ_URL=node.url, CONSUMER_PREFETCH="50", PUSH_CONCURRENCY="64"
+        )
         keys = device_keys()
         ids = [unique("f") for _ in range(total)]
         for notification_id in ids:
@@ -83,10 +95,10 @@ async def test_nothing_lost_across_broker_and_redis_faults(
             return len(sink.hits) >= n
 
         await wait_until(lambda: delivered(total // 5), 60, message="20% delivered")
-        rabbitmqctl("close_all_connections", "fault test")
+        await private_broker.rabbitmqctl(node, "close_all_connections", "fault test")
         await wait_until(lambda: delivered(total * 2 // 5), 60, message="40% delivered")
 
-        async with broker_stopped():
+        async with broker_stopped(private_broker):
 
             async def not_ready() -> bool:
                 return await http_status(f"{service.base_url}/ready") == 503

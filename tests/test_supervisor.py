@@ -11,7 +11,14 @@ from aiormq.abc import AbstractChannel
 from push_service.metrics import Metrics
 from push_service.supervisor import BrokerSupervisor
 from push_service.topology import Topology
-from tests.support import RABBITMQ_URL, Rabbit, rabbitmqctl, unique, wait_until
+from tests.support import (
+    RABBITMQ_URL,
+    Rabbit,
+    close_connections,
+    connections_named,
+    unique,
+    wait_until,
+)
 
 
 class Recorder:
@@ -39,6 +46,7 @@ async def supervised(rabbit: Rabbit) -> AsyncIterator[tuple[BrokerSupervisor, Re
     supervisor = BrokerSupervisor(
         RABBITMQ_URL,
         topology=Topology(queue),
+        name=f"supervisor test {queue}",
         attach=recorder.attach,
         drain=recorder.drain,
         metrics=Metrics(),
@@ -69,8 +77,10 @@ async def test_every_forced_disconnect_reconnects_promptly(
     supervisor, recorder = supervised
     await wait_until(lambda: supervisor.consuming, 10, message="consuming")
     for cycle in range(1, 6):
+        own = connections_named(f"supervisor test {supervisor.topology.queue}")
+        assert len(own) == 1
         started = time.monotonic()
-        rabbitmqctl("close_all_connections", "supervisor test")
+        close_connections(own)
         await wait_until(
             _reconnected(supervisor, supervisor.sessions),
             20,
