@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, cast
 from urllib.parse import urlsplit, urlunsplit
 
 from push_service.errors import ConfigError
@@ -186,6 +186,8 @@ class Settings:
     welcome_title: str = "Notifications enabled"
     welcome_body: str = "You will now receive push notifications."
     welcome_action_url: str = "/web_push_test/web_push_test.html"
+    # --- payload format (issue 14): see _payload_values ---
+    push_payload_format: PayloadFormat = "classic"
 
     @property
     def production(self) -> bool:
@@ -224,6 +226,7 @@ class Settings:
             **_broker_values(env),
             **_push_values(env),
             **_http_values(env),
+            **_payload_values(env),
         )
 
 
@@ -306,3 +309,15 @@ def _http_values(env: _Env) -> dict[str, Any]:
         "welcome_body": env.text("WELCOME_BODY", "You will now receive push notifications."),
         "welcome_action_url": env.text("WELCOME_ACTION_URL", "/web_push_test/web_push_test.html"),
     }
+
+
+# --- payload format (issue 14) ----------------------------------------------------------
+# What the browser decrypts for messages that do not say (`payload_format`): the classic
+# JSON or the W3C declarative push message (push_service.models.payload).
+PayloadFormat = Literal["classic", "declarative"]
+PAYLOAD_FORMATS: tuple[PayloadFormat, ...] = ("classic", "declarative")
+
+
+def _payload_values(env: _Env) -> dict[str, Any]:
+    chosen = env.choice("PUSH_PAYLOAD_FORMAT", "classic", PAYLOAD_FORMATS)
+    return {"push_payload_format": cast(PayloadFormat, chosen)}

@@ -190,3 +190,19 @@ def test_the_shipped_env_example_loads_as_the_defaults() -> None:
     for field in dataclasses.fields(Settings):
         if field.name != "vapid_email":
             assert getattr(from_example, field.name) == getattr(defaults, field.name), field.name
+
+
+# --- payload format (issue 14) -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("", "classic"), ("classic", "classic"), ("Declarative", "declarative")],
+)
+def test_payload_format(value: str, expected: str) -> None:
+    assert load(PUSH_PAYLOAD_FORMAT=value).push_payload_format == expected
+
+
+def test_bad_payload_format_fails_naming_the_variable() -> None:
+    with pytest.raises(ConfigError, match="PUSH_PAYLOAD_FORMAT"):
+        load(PUSH_PAYLOAD_FORMAT="webpush")
