@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import copy
 import os
 from typing import Any
@@ -531,3 +532,17 @@ def test_valid_messages_parse_and_round_trip_display_fields(msg: dict[str, Any])
     for name in ("icon", "badge", "tag", "data"):
         assert payload.get(name) == msg.get(name)
     assert msg == original  # parsing does not mutate its input
+
+
+def test_parsing_in_threads_gives_the_same_result_as_on_the_loop() -> None:
+    """The consumer parses large messages in a worker thread, alongside small ones."""
+    body = dumps(message(devices=devices_list(300)))
+    expected = parse_notification(body, POLICY)
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: parse_notification(body, POLICY), range(8)))
+    for n in results:
+        assert n.payload == expected.payload
+        assert [d.key for d in n.devices] == [d.key for d in expected.devices]
+        assert [point_of(d.p256dh) for d in n.devices] == [
+            point_of(d.p256dh) for d in expected.devices
+        ]
