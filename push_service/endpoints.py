@@ -26,6 +26,8 @@ from push_service.errors import EndpointNotAllowed
 
 MAX_ENDPOINT_LENGTH = 2048
 VERDICT_CACHE_SIZE = 4096  # distinct origins remembered; refused ones count too
+# Scheme (no ":" before "://", so it is urlsplit's scheme), then the netloc up to / ? #.
+_ORIGIN_PREFIX = re.compile(r"[^:/?#]*://[^/?#]*")
 _NUMERIC_LABEL = re.compile(r"^(0x[0-9a-f]*|[0-9]+)$")
 # ASCII names only: IDNA would turn e.g. fullwidth digits into an IP literal after the check.
 _HOSTNAME = re.compile(r"[a-z0-9_-]+(?:\.[a-z0-9_-]+)*")
@@ -92,22 +94,14 @@ def _is_ipv6(host: str) -> bool:
 
 
 def _origin_prefix(url: str) -> str | None:
-    """`url` up to where urlsplit's netloc ends (the first / ? or # after `://`), if any.
+    """`url` up to where urlsplit's netloc ends, when it starts `<scheme>://`.
 
-    Two URLs with the same prefix have the same scheme and netloc for urlsplit (it
-    removes tab and newline characters everywhere, which keeps this true), so the
-    same verdict. None when there is no `://`: such a URL is checked uncached.
+    The verdict depends on nothing after it: two URLs with the same prefix have the
+    same scheme and netloc for urlsplit (it removes tab and newline characters
+    everywhere, which keeps this true). None for other shapes: checked uncached.
     """
-    start = url.find("://")
-    if start < 0:
-        return None
-    start += 3
-    end = len(url)
-    for mark in "/?#":
-        found = url.find(mark, start, end)
-        if found >= 0:
-            end = found
-    return url[:end]
+    match = _ORIGIN_PREFIX.match(url)
+    return match.group() if match else None
 
 
 class EndpointPolicy:

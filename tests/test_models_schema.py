@@ -219,3 +219,22 @@ def test_patterns_mean_the_same_in_ecma_262_as_in_python() -> None:
     ecma = json.loads(result.stdout)
     python = [[re.search(p, s) is not None for s in SAMPLES] for p in found]
     assert ecma == python
+
+
+def test_the_readme_shows_what_the_service_decrypts() -> None:
+    """The README's classic and declarative examples, from its example message plus options."""
+    section = (ROOT / "README.md").read_text().split("\n## Queue message", 1)[1]
+    blocks = [json.loads(b) for b in re.findall(r"```json\n(.*?)```", section, re.DOTALL)]
+    example, classic, declarative = blocks[:3]
+    example["devices"] = [subscription()]
+    options = {
+        "tag": "order-1",
+        "require_interaction": True,
+        "app_badge": 3,
+        "mutable": False,
+        "data": {"order": 1},
+        "actions": [{"action": "track", "title": "Track", "navigate": "https://example.com/track"}],
+    }
+    for payload_format, expected in (("classic", classic), ("declarative", declarative)):
+        body = msgspec.json.encode({**example, **options, "payload_format": payload_format})
+        assert msgspec.json.decode(consume(body, POLICY).payload) == expected

@@ -22,6 +22,9 @@ from push_service.models.diagnose import decode
 from push_service.vapid import b64url_decode, b64url_encode
 
 
+_P256 = ec.SECP256R1()
+
+
 def device_key(endpoint: str) -> str:
     """Stable short id of a device in Redis (the endpoint may be long and is not a key)."""
     return hashlib.sha256(endpoint.encode()).hexdigest()[:24]
@@ -83,7 +86,7 @@ def _public_key(text: str) -> ec.EllipticCurvePublicKey:
     if point[0] != 4:
         raise ValidationError("invalid_keys", "keys.p256dh must be an uncompressed P-256 point")
     try:
-        return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), point)
+        return ec.EllipticCurvePublicKey.from_encoded_point(_P256, point)
     except ValueError:
         raise ValidationError("invalid_keys", "keys.p256dh is not a point on P-256") from None
 
