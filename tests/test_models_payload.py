@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import typing
 from typing import Any
 
 import msgspec
 import orjson
 import pytest
 
+from push_service.config import URGENCIES
 from push_service.errors import ValidationError
 from push_service.models import (
     DECLARATIVE_PUSH,
@@ -17,6 +19,7 @@ from push_service.models import (
     parse_subscription,
 )
 from push_service.models import messages as error_table
+from push_service.models.rules import Urgency
 from push_service.models.wire import NotificationMessage
 from tests.test_models import AUTH, FCM, P256DH, POLICY, dumps, message, subscription
 
@@ -301,3 +304,7 @@ def test_a_device_gives_back_its_subscription_as_it_came() -> None:
     assert device.subscription() == {"endpoint": FCM + "abc", "keys": padded}
     again = parse_notification(dumps(message(devices=[device.subscription()])), POLICY)
     assert again.devices[0] == device
+
+
+def test_the_urgencies_are_the_configs() -> None:
+    assert typing.get_args(Urgency) == URGENCIES

@@ -21,7 +21,6 @@ from push_service.models import messages, wire
 from push_service.models.diagnose import decode
 from push_service.vapid import b64url_decode, b64url_encode
 
-
 _P256 = ec.SECP256R1()
 
 

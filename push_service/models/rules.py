@@ -30,7 +30,7 @@ MAX_ACTION_TITLE: Final = 128
 MAX_VIBRATE_ENTRIES: Final = 32
 MAX_LANG: Final = 35
 UINT32_MAX: Final = 2**32 - 1
-UINT64_MAX: Final = 2**64 - 1
+INT64_MAX: Final = 2**63 - 1  # msgspec's integer bounds must fit an int64
 INT64_MIN: Final = -(2**63)
 
 _END = r"(?![\s\S])"

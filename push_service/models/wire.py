@@ -20,6 +20,7 @@ from push_service.models.rules import (
     HTTP_URL_REGEX,
     ID_REGEX,
     IMAGE_URL_REGEX,
+    INT64_MAX,
     INT64_MIN,
     LANG_REGEX,
     MAX_ACTION_NAME,
@@ -41,8 +42,6 @@ from push_service.models.rules import (
     Urgency,
 )
 
-INT64_MAX = 2**63 - 1  # msgspec bounds must fit an int64
-# The decoded length and the point on the curve are checked by the service, not here.
 PER_DEVICE_KEYS = " Its decoded length (and the point on the curve) is checked by the service."
 PER_DEVICE = (
     " Checked per device by the service: a device that breaks a rule fails alone"
@@ -151,7 +150,7 @@ class NotificationMessage(msgspec.Struct, kw_only=True):
 
     notification_id: NotificationId
     devices: DeviceList
-    title: Annotated[str, Meta(max_length=MAX_TITLE)]
+    title: Annotated[str, Meta(max_length=MAX_TITLE, description="The notification's title.")]
     user_id: Annotated[
         UserId | None,
         Meta(description="Reported to the User Service with gone subscriptions."),
@@ -168,7 +167,10 @@ class NotificationMessage(msgspec.Struct, kw_only=True):
     icon: ImageUrl | None = None
     badge: ImageUrl | None = None
     image: ImageUrl | None = None
-    tag: Annotated[str, Meta(max_length=MAX_TAG)] | None = None
+    tag: Annotated[
+        Annotated[str, Meta(max_length=MAX_TAG)] | None,
+        Meta(description="A notification with the same tag replaces the one shown."),
+    ] = None
     data: Annotated[dict[str, Any] | None, Meta(description="Passed to the page as is.")] = None
     ttl: Annotated[
         Annotated[int, Meta(ge=0, le=MAX_TTL_SECONDS)] | None,
@@ -184,9 +186,14 @@ class NotificationMessage(msgspec.Struct, kw_only=True):
         Meta(description="What the browser receives; default: PUSH_PAYLOAD_FORMAT."),
     ] = None
     actions: ActionList | None = None
-    lang: Annotated[str, Meta(max_length=MAX_LANG, pattern=LANG_REGEX)] | None = None
+    lang: Annotated[
+        Annotated[str, Meta(max_length=MAX_LANG, pattern=LANG_REGEX)] | None,
+        Meta(description="Language tag of title and body, such as en or pt-BR."),
+    ] = None
     dir: Direction | None = None
-    require_interaction: Flag = None
+    require_interaction: Annotated[
+        Flag, Meta(description="Stay until the user clicks or dismisses it.")
+    ] = None
     renotify: Annotated[Flag, Meta(description="Alert again on replacing; needs a tag.")] = None
     silent: Annotated[Flag, Meta(description="No sound or vibration; excludes vibrate.")] = None
     vibrate: VibrationPattern | None = None
