@@ -12,29 +12,13 @@ import pytest
 
 from tests.conftest import ServiceFactory
 from tests.support import PushServer, Rabbit, VapidPair, final_record, unique, wait_until
+from tests.test_models_payload import VOCABULARY, declarative_with_vocabulary
 
 DISPLAY: dict[str, Any] = {
     "title": "Your order has shipped",
     "body": "It arrives on Thursday.",
     "action_url": "https://shop.example/orders/1",
-    "icon": "/icon.png",
-    "badge": "https://cdn.example/badge.png",
-    "image": "https://cdn.example/parcel.jpg",
-    "tag": "order-1",
-    "lang": "en-GB",
-    "dir": "ltr",
-    "require_interaction": True,
-    "renotify": True,
-    "silent": False,
-    "vibrate": [100, 50, 100],
-    "timestamp": 1_767_225_600_000,
-    "app_badge": 2,
-    "mutable": True,
-    "data": {"order": 1},
-    "actions": [
-        {"action": "track", "title": "Track", "navigate": "https://shop.example/track/1"},
-        {"action": "later", "title": "Later", "icon": "/later.png"},
-    ],
+    **VOCABULARY,
 }
 
 
@@ -58,41 +42,9 @@ async def test_each_format_decrypts_to_exactly_the_documented_json(
     received = await pushserver.messages(client_hash)
     assert received == [
         {"notification_id": classic, **DISPLAY},
-        {
-            "web_push": 8030,
-            "notification": {
-                "title": DISPLAY["title"],
-                "navigate": DISPLAY["action_url"],
-                "body": DISPLAY["body"],
-                "icon": "/icon.png",
-                "badge": "https://cdn.example/badge.png",
-                "image": "https://cdn.example/parcel.jpg",
-                "tag": "order-1",
-                "lang": "en-GB",
-                "dir": "ltr",
-                "requireInteraction": True,
-                "renotify": True,
-                "silent": False,
-                "vibrate": [100, 50, 100],
-                "timestamp": 1_767_225_600_000,
-                "data": {"order": 1, "notification_id": declarative},
-                "actions": [
-                    {
-                        "action": "track",
-                        "title": "Track",
-                        "navigate": "https://shop.example/track/1",
-                    },
-                    {
-                        "action": "later",
-                        "title": "Later",
-                        "navigate": "https://shop.example/orders/1",
-                        "icon": "/later.png",
-                    },
-                ],
-            },
-            "app_badge": 2,
-            "mutable": True,
-        },
+        declarative_with_vocabulary(
+            declarative, DISPLAY["title"], DISPLAY["body"], DISPLAY["action_url"]
+        ),
     ]
 
 

@@ -96,40 +96,50 @@ def test_declarative_payload_minimal() -> None:
     }
 
 
-def test_declarative_payload_spells_members_as_the_specification() -> None:
-    payload = payload_of(message(payload_format="declarative", **VOCABULARY))
-    assert payload == {
+# VOCABULARY as the declarative payload's `notification` carries it (the spec's spelling).
+DECLARATIVE_MEMBERS: dict[str, Any] = {
+    "icon": "/icon.png",
+    "badge": "https://cdn.example/badge.png",
+    "image": "https://cdn.example/hero.jpg",
+    "tag": "order-1",
+    "lang": "pt-BR",
+    "dir": "ltr",
+    "requireInteraction": True,
+    "renotify": True,
+    "silent": False,
+    "vibrate": [200, 100, 200],
+    "timestamp": 1_767_225_600_000,
+}
+
+
+def declarative_with_vocabulary(
+    notification_id: str, title: str, body: str, action_url: str
+) -> dict[str, Any]:
+    """The declarative payload of a message with VOCABULARY, as documented."""
+    return {
         "web_push": 8030,
         "notification": {
-            "title": "Title",
-            "navigate": "https://example.com/path",
-            "body": "Text",
-            "icon": "/icon.png",
-            "badge": "https://cdn.example/badge.png",
-            "image": "https://cdn.example/hero.jpg",
-            "tag": "order-1",
-            "lang": "pt-BR",
-            "dir": "ltr",
-            "requireInteraction": True,
-            "renotify": True,
-            "silent": False,
-            "vibrate": [200, 100, 200],
-            "timestamp": 1_767_225_600_000,
-            "data": {"order": 1, "notification_id": "n-1"},
+            "title": title,
+            "navigate": action_url,
+            "body": body,
+            **DECLARATIVE_MEMBERS,
+            "data": {"order": 1, "notification_id": notification_id},
             "actions": [
                 {"action": "track", "title": "Track", "navigate": "https://shop.example/track/1"},
                 # The specification requires a URL per action: the notification's by default.
-                {
-                    "action": "later",
-                    "title": "Later",
-                    "navigate": "https://example.com/path",
-                    "icon": "/later.png",
-                },
+                {"action": "later", "title": "Later", "navigate": action_url, "icon": "/later.png"},
             ],
         },
         "app_badge": 3,
         "mutable": False,
     }
+
+
+def test_declarative_payload_spells_members_as_the_specification() -> None:
+    payload = payload_of(message(payload_format="declarative", **VOCABULARY))
+    assert payload == declarative_with_vocabulary(
+        "n-1", "Title", "Text", "https://example.com/path"
+    )
 
 
 def test_the_service_default_applies_only_to_messages_that_do_not_say() -> None:

@@ -18,8 +18,8 @@ def _when(field: str, value: object) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
-class Requires:
-    """When `when` is `equals`, `field` must be a non-empty string."""
+class Rule:
+    """When the field `when` is `equals`, something is asked of `field`."""
 
     when: str
     equals: object
@@ -27,28 +27,26 @@ class Requires:
     code: str
     detail: str
 
+    def applies(self, message: NotificationMessage) -> bool:
+        return bool(getattr(message, self.when) == self.equals)
+
+
+class Requires(Rule):
+    """... `field` must be a non-empty string."""
+
     def broken(self, message: NotificationMessage) -> bool:
-        return getattr(message, self.when) == self.equals and not getattr(message, self.field)
+        return self.applies(message) and not getattr(message, self.field)
 
     def schema(self) -> dict[str, Any]:
         then = {"properties": {self.field: {"type": "string", "minLength": 1}}}
         return {"if": _when(self.when, self.equals), "then": {**then, "required": [self.field]}}
 
 
-@dataclass(frozen=True)
-class Excludes:
-    """When `when` is `equals`, `field` must be absent (or null)."""
-
-    when: str
-    equals: object
-    field: str
-    code: str
-    detail: str
+class Excludes(Rule):
+    """... `field` must be absent (or null)."""
 
     def broken(self, message: NotificationMessage) -> bool:
-        return (
-            getattr(message, self.when) == self.equals and getattr(message, self.field) is not None
-        )
+        return self.applies(message) and getattr(message, self.field) is not None
 
     def schema(self) -> dict[str, Any]:
         return {
