@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import aiohttp
@@ -15,17 +16,28 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 
-from push_service.api import Api, ApiServices, http_error, server_error
+from push_service import amqp_timestamps
+from push_service.api import ApiServices, http_error, routes, server_error
+from push_service.api.auth import PeerAuth
+from push_service.api.headers import SecurityHeadersMiddleware
+from push_service.api.identity import SubscriberVerifier
+from push_service.api.metrics import MetricsPortMiddleware
 from push_service.broker import Publisher
+from push_service.circuits import Circuit, CircuitPolicy, Circuits
 from push_service.config import Settings, redact_url
 from push_service.consumer import Consumer, ConsumerLimits
+from push_service.dead_letters import DeadLetters
 from push_service.delivery import Delivery
 from push_service.endpoints import EndpointPolicy
 from push_service.limits import BodyLimitMiddleware, ClientAddress, RateLimiter
 from push_service.metrics import LoopLagMonitor, Metrics
-from push_service.retry import RetryPolicy
+from push_service.models import parse_notification
+from push_service.parking import Ladder, Parking
+from push_service.pusher import Pusher
+from push_service.retry import PushRetryPolicy, RetryPolicy
 from push_service.status import RedisUnavailable, StatusStore, connect
 from push_service.supervisor import BrokerSupervisor
+from push_service.topology import Topology
 from push_service.users import UserServiceClient
 from push_service.vapid import VapidSigner, normalise_subject
 from push_service.webpush import WebPushSender, make_session
@@ -37,6 +49,7 @@ class Runtime:
     """The long-lived parts of one service process. `start()` and `stop()` are their only owner."""
 
     def __init__(self, settings: Settings, private_key: ec.EllipticCurvePrivateKey) -> None:
+        amqp_timestamps.install()
         self.settings = settings
         self.metrics = Metrics()
         self.policy = EndpointPolicy(settings.push_endpoint_allowlist, settings.push_allow_http)
@@ -45,6 +58,10 @@ class Runtime:
         )
         self.redis = connect(settings.redis_url)
         self.store = StatusStore(self.redis, settings.redis_key_prefix, settings.status_ttl_seconds)
+        self.ladder = Ladder(settings.push_retry_ladder_seconds)
+        base = Topology(settings.rabbitmq_queue_name, settings.rabbitmq_queue_type)
+        self.topology = Topology(base.queue, base.queue_type, self.ladder.queues(base))
+        self.circuits = Circuits(self._circuit_policy(), self._circuit_changed)
         self.push_session: aiohttp.ClientSession | None = None
         self.user_session: aiohttp.ClientSession | None = None
         self.consumer: Consumer | None = None
@@ -57,14 +74,10 @@ class Runtime:
         s = self.settings
         self.push_session = make_session(self.policy, s.push_concurrency, s.push_timeout_seconds)
         self.user_session = aiohttp.ClientSession()
-        self.consumer = Consumer(
-            self._consumer_limits(), self._delivery(), self.policy, self.metrics
-        )
+        self.consumer = self._consumer()
         self.supervisor = BrokerSupervisor(
             s.rabbitmq_url,
-            queue=s.rabbitmq_queue_name,
-            queue_type=s.rabbitmq_queue_type,
-            max_deliveries=s.max_delivery_attempts,
+            topology=self.topology,
             attach=self.consumer.attach,
             drain=self.consumer.stop,
             metrics=self.metrics,
@@ -76,7 +89,36 @@ class Runtime:
         await self.supervisor.start()
         await self._redis_ok()  # a wrong REDIS_URL or password is logged at start-up
 
-    def _delivery(self) -> Delivery:
+    def _consumer(self) -> Consumer:
+        s = self.settings
+        delivery = Delivery(
+            self._pusher(),
+            self.store,
+            self.metrics,
+            default_ttl=s.push_default_ttl_seconds,
+            retry_window=s.push_retry_window_seconds,
+            concurrency=s.push_concurrency,
+        )
+        limits = ConsumerLimits(
+            queue=s.rabbitmq_queue_name,
+            prefetch=s.consumer_prefetch,
+            max_deliveries=s.max_delivery_attempts,
+            max_message_bytes=s.max_message_bytes,
+            max_devices=s.max_devices_per_message,
+        )
+        timeout = s.publish_timeout_seconds
+        dead_letters = DeadLetters(
+            self.topology,
+            self.store,
+            delivery.stored,
+            self.metrics,
+            timeout=timeout,
+            max_message_bytes=s.max_message_bytes,
+        )
+        parking = Parking(self.ladder, self.topology, timeout, self.metrics)
+        return Consumer(limits, delivery, parking, dead_letters, self.policy, self.metrics)
+
+    def _pusher(self) -> Pusher:
         s = self.settings
         assert self.push_session is not None
         assert self.user_session is not None
@@ -87,31 +129,30 @@ class Runtime:
             RetryPolicy(max_tries=5, max_seconds=s.user_service_max_seconds),
             timeout=s.user_service_timeout_seconds,
         )
-        return Delivery(
-            WebPushSender(self.push_session, self.signer, self.policy),
-            self.store,
-            users,
-            self.metrics,
-            push_retry=RetryPolicy(
-                max_tries=s.push_retry_max_tries,
-                max_seconds=s.push_retry_max_seconds,
-                retry_after_cap=s.push_retry_after_cap_seconds,
-            ),
-            default_ttl=s.push_default_ttl_seconds,
-            concurrency=s.push_concurrency,
+        retry = PushRetryPolicy(
+            max_tries=s.push_retry_max_tries,
+            in_process_seconds=s.push_retry_in_process_seconds,
+            base_delay=s.push_retry_base_delay_seconds,
+            max_delay=s.push_retry_max_delay_seconds,
+        )
+        sender = WebPushSender(self.push_session, self.signer, self.policy)
+        return Pusher(sender, self.circuits, users, self.metrics, retry, s.push_concurrency)
+
+    def _circuit_policy(self) -> CircuitPolicy:
+        s = self.settings
+        return CircuitPolicy(
+            failures=s.push_circuit_failures,
+            stall_seconds=s.push_circuit_stall_seconds,
+            open_seconds=s.push_circuit_open_seconds,
+            max_open_seconds=s.push_circuit_max_open_seconds,
+            concurrency=s.push_origin_concurrency,
+            probe_seconds=s.push_timeout_seconds,
         )
 
-    def _consumer_limits(self) -> ConsumerLimits:
-        s = self.settings
-        return ConsumerLimits(
-            queue=s.rabbitmq_queue_name,
-            queue_type=s.rabbitmq_queue_type,
-            prefetch=s.consumer_prefetch,
-            max_deliveries=s.max_delivery_attempts,
-            max_message_bytes=s.max_message_bytes,
-            max_devices=s.max_devices_per_message,
-            publish_timeout=s.publish_timeout_seconds,
-        )
+    def _circuit_changed(self, circuit: Circuit) -> None:
+        host = circuit.origin.partition("://")[2]
+        self.metrics.circuit_state.set(float(circuit.state), host=host)
+        self.metrics.circuit_transitions.inc(host=host, state=circuit.state.name.lower())
 
     async def stop(self) -> None:
         """Consumer first (drain within the grace period), then HTTP sessions, then Redis."""
@@ -151,17 +192,21 @@ class Runtime:
             log.info("Redis at %s is available again", shown)
         self._redis_error = error
 
-    async def publish(self, body: bytes, message_id: str) -> None:
+    async def publish(
+        self, body: bytes, message_id: str, headers: Mapping[str, str | int | bool]
+    ) -> None:
         assert self.publisher is not None, "publish() before start()"
-        await self.publisher.publish(body, message_id)
+        await self.publisher.publish(body, message_id, headers)
 
 
 def create_app(settings: Settings, private_key: ec.EllipticCurvePrivateKey) -> Starlette:
     """The ASGI app; its lifespan starts and stops the runtime (consumer included)."""
     runtime = Runtime(settings, private_key)
+    services = api_services(runtime)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        services.peers.log_mode()
         await runtime.start()
         try:
             yield
@@ -169,8 +214,8 @@ def create_app(settings: Settings, private_key: ec.EllipticCurvePrivateKey) -> S
             await runtime.stop()
 
     app = Starlette(
-        routes=Api(api_services(runtime)).routes(),
-        middleware=middleware(settings),
+        routes=routes(services),
+        middleware=middleware(settings, runtime.metrics),
         lifespan=lifespan,
         exception_handlers={HTTPException: http_error, Exception: server_error},
     )
@@ -197,21 +242,40 @@ def api_services(runtime: Runtime) -> ApiServices:
             "body": settings.welcome_body,
             "action_url": settings.welcome_action_url,
         },
+        peers=PeerAuth(settings.api_tokens, settings.production),
+        subscribers=SubscriberVerifier(settings),
+        parse_message=functools.partial(
+            parse_notification,
+            policy=runtime.policy,
+            max_devices=settings.max_devices_per_message,
+            payload_format=settings.push_payload_format,
+        ),
     )
 
 
-def middleware(settings: Settings) -> list[Middleware]:
-    # CORS outermost, so that even a 413 from the body limit reaches the browser readable.
-    stack = []
+def middleware(settings: Settings, metrics: Metrics) -> list[Middleware]:
+    # Security headers outermost, so that every answer below carries them; then the
+    # metrics listener, which must not go through CORS or the body limits.
+    stack = [Middleware(SecurityHeadersMiddleware)]
+    if settings.metrics_port:
+        stack.append(Middleware(MetricsPortMiddleware, port=settings.metrics_port, metrics=metrics))
+    # CORS before the body limit, so that even a 413 reaches the browser readable.
     if settings.cors_allow_origins:
         stack.append(
             Middleware(
                 CORSMiddleware,
                 allow_origins=list(settings.cors_allow_origins),
                 allow_methods=["GET", "POST"],
-                allow_headers=["Content-Type"],
+                allow_headers=["Content-Type", "Authorization"],
                 max_age=600,
             )
         )
-    stack.append(Middleware(BodyLimitMiddleware, limit=settings.max_request_bytes))
+    stack.append(
+        Middleware(
+            BodyLimitMiddleware,
+            limit=settings.max_request_bytes,
+            path_limits={"/notifications": settings.max_notification_request_bytes},
+            timeout=settings.http_read_timeout_seconds,
+        )
+    )
     return stack

@@ -1,4 +1,4 @@
-"""RabbitMQ topology and confirmed publishing (used by the API and the dead-lettering)."""
+"""Confirmed publishing to RabbitMQ (the API's publisher, dead letters, parked retries)."""
 
 from __future__ import annotations
 
@@ -15,30 +15,21 @@ from pamqp.common import FieldValue
 from push_service.errors import BrokerUnavailable, Unroutable
 
 AMQP_ERRORS = (aiormq.exceptions.AMQPError, ConnectionError, OSError, RuntimeError)
+# Set to false by the API on a welcome message whose user_id nobody vouched for (an
+# anonymous /subscribe): the consumer then never reports that user_id to the User Service.
+USER_VERIFIED_HEADER = "x-push-user-verified"
 
 
-def queue_arguments(queue: str, queue_type: str, max_deliveries: int) -> dict[str, FieldValue]:
-    """Arguments of the main queue; changing them later needs a migration (README)."""
-    arguments: dict[str, FieldValue] = {
-        "x-dead-letter-exchange": "",
-        "x-dead-letter-routing-key": f"{queue}.dlq",
-    }
-    if queue_type == "quorum":
-        arguments["x-queue-type"] = "quorum"
-        arguments["x-delivery-limit"] = max_deliveries
-    return arguments
-
-
-async def declare_topology(
-    channel: AbstractChannel, queue: str, queue_type: str, max_deliveries: int
-) -> None:
-    """Durable main queue dead-lettering into the durable `<queue>.dlq`."""
-    dlq_arguments: dict[str, FieldValue] = (
-        {"x-queue-type": "quorum"} if queue_type == "quorum" else {}
-    )
-    await channel.queue_declare(f"{queue}.dlq", durable=True, arguments=dlq_arguments)
-    await channel.queue_declare(
-        queue, durable=True, arguments=dict(queue_arguments(queue, queue_type, max_deliveries))
+def json_properties(
+    message_id: str | None = None, headers: Mapping[str, FieldValue] | None = None
+) -> spec.Basic.Properties:
+    """Properties of a message the service writes itself: persistent JSON, stamped now."""
+    return spec.Basic.Properties(
+        delivery_mode=2,
+        content_type="application/json",
+        message_id=message_id,
+        timestamp=datetime.datetime.now(datetime.UTC),
+        headers=dict(headers or {}),
     )
 
 
@@ -48,20 +39,12 @@ async def publish_confirmed(
     body: bytes,
     *,
     timeout: float,  # noqa: ASYNC109 - bounds the confirm wait, applied inside
-    message_id: str | None = None,
-    headers: Mapping[str, str | int] | None = None,
+    properties: spec.Basic.Properties,
 ) -> None:
-    """Publish persistently and wait for the broker's confirm; BrokerUnavailable otherwise.
+    """Publish to a queue and wait for the broker's confirm; BrokerUnavailable otherwise.
 
     Without the timeout a publish to a dead broker can wait forever (PITFALLS).
     """
-    properties = spec.Basic.Properties(
-        delivery_mode=2,
-        content_type="application/json",
-        message_id=message_id,
-        timestamp=datetime.datetime.now(datetime.UTC),
-        headers=dict(headers or {}),
-    )
     try:
         async with asyncio.timeout(timeout):
             # mandatory: a message no queue takes (the queue was deleted) comes back as an
@@ -111,8 +94,14 @@ class Publisher:
                 self._channel = channel
             return channel
 
-    async def publish(self, body: bytes, message_id: str) -> None:
+    async def publish(
+        self, body: bytes, message_id: str, headers: Mapping[str, FieldValue] | None = None
+    ) -> None:
         channel = await self._get_channel()
         await publish_confirmed(
-            channel, self.queue, body, timeout=self.timeout, message_id=message_id
+            channel,
+            self.queue,
+            body,
+            timeout=self.timeout,
+            properties=json_properties(message_id, headers),
         )

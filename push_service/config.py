@@ -29,12 +29,19 @@ DEFAULT_ALLOWLIST = (
     "*.notify.windows.com",
 )
 URGENCIES = ("very-low", "low", "normal", "high")
+# Delay queues of parked retries, in seconds: each step about three times the last.
+DEFAULT_LADDER = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0)
+REMOVED = {
+    "PUSH_RETRY_MAX_SECONDS": "retries are bounded by the notification's deadline "
+    "(PUSH_RETRY_WINDOW_SECONDS) and PUSH_RETRY_MAX_TRIES",
+    "PUSH_RETRY_AFTER_CAP_SECONDS": "Retry-After is honoured up to the notification's deadline",
+}
 _INLINE_COMMENT = re.compile(r"\s+#")
 _QUOTED_WITH_COMMENT = re.compile(r"^(['\"])(.*?)\1\s+#.*$", re.DOTALL)
 _QUOTED = re.compile(r"^(['\"])(.*)\1$", re.DOTALL)
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
-_SECRET_FIELDS = {"vapid_private_key"}
+_SECRET_FIELDS = {"vapid_private_key", "api_tokens", "subscribe_jwt_secret"}
 _URL_FIELDS = {"rabbitmq_url", "redis_url", "user_service_url"}
 
 
@@ -172,9 +179,17 @@ class Settings:
     push_default_ttl_seconds: int = 24 * 3600
     push_timeout_seconds: float = 10.0
     push_concurrency: int = 256
-    push_retry_max_tries: int = 5
-    push_retry_max_seconds: float = 60.0
-    push_retry_after_cap_seconds: float = 60.0
+    push_retry_max_tries: int = 10
+    push_retry_in_process_seconds: float = 5.0
+    push_retry_base_delay_seconds: float = 0.5
+    push_retry_max_delay_seconds: float = 600.0
+    push_retry_window_seconds: float = 24 * 3600.0
+    push_retry_ladder_seconds: tuple[float, ...] = DEFAULT_LADDER
+    push_origin_concurrency: int = 64
+    push_circuit_failures: int = 5
+    push_circuit_stall_seconds: float = 5.0
+    push_circuit_open_seconds: float = 5.0
+    push_circuit_max_open_seconds: float = 60.0
     max_message_bytes: int = 8 * 1024 * 1024
     max_devices_per_message: int = 10_000
     max_request_bytes: int = 16 * 1024
@@ -186,6 +201,20 @@ class Settings:
     welcome_title: str = "Notifications enabled"
     welcome_body: str = "You will now receive push notifications."
     welcome_action_url: str = "/web_push_test/web_push_test.html"
+    # --- the peer-service API and subscriber identity (_api_values) ---
+    api_tokens: tuple[str, ...] = ()
+    metrics_port: int = 0
+    http_read_timeout_seconds: float = 10.0
+    max_notification_request_bytes: int = 1024 * 1024
+    subscribe_jwt_secret: str = ""
+    subscribe_jwt_public_key: str = ""
+    subscribe_jwt_jwks_file: str = ""
+    subscribe_jwt_user_claim: str = "sub"
+    subscribe_jwt_audience: tuple[str, ...] = ()
+    subscribe_jwt_issuer: str = ""
+    subscribe_jwt_required: bool = False
+    # Start-up warnings about the configuration (e.g. a variable that no longer exists).
+    warnings: tuple[str, ...] = ()
     # --- payload format (issue 14): see _payload_values ---
     push_payload_format: PayloadFormat = "classic"
 
@@ -225,8 +254,11 @@ class Settings:
             **_service_values(env),
             **_broker_values(env),
             **_push_values(env),
+            **_retry_values(env),
             **_http_values(env),
+            **_api_values(env),
             **_payload_values(env),
+            warnings=_removed(env),
         )
 
 
@@ -280,12 +312,45 @@ def _push_values(env: _Env) -> dict[str, Any]:
         "push_default_ttl_seconds": env.integer("PUSH_DEFAULT_TTL_SECONDS", 24 * 3600, 0, 2**31),
         "push_timeout_seconds": env.number("PUSH_TIMEOUT_SECONDS", 10.0, 0.1),
         "push_concurrency": env.integer("PUSH_CONCURRENCY", 256, 1, 100_000),
-        "push_retry_max_tries": env.integer("PUSH_RETRY_MAX_TRIES", 5, 1, 100),
-        "push_retry_max_seconds": env.number("PUSH_RETRY_MAX_SECONDS", 60.0, 0.0),
-        "push_retry_after_cap_seconds": env.number("PUSH_RETRY_AFTER_CAP_SECONDS", 60.0, 0.0),
         "max_message_bytes": env.integer("MAX_MESSAGE_BYTES", 8 * 1024 * 1024, 1024),
         "max_devices_per_message": env.integer("MAX_DEVICES_PER_MESSAGE", 10_000, 1),
     }
+
+
+def _retry_values(env: _Env) -> dict[str, Any]:
+    return {
+        "push_retry_max_tries": env.integer("PUSH_RETRY_MAX_TRIES", 10, 1, 1000),
+        "push_retry_in_process_seconds": env.number("PUSH_RETRY_IN_PROCESS_SECONDS", 5.0),
+        "push_retry_base_delay_seconds": env.number("PUSH_RETRY_BASE_DELAY_SECONDS", 0.5, 0.001),
+        "push_retry_max_delay_seconds": env.number("PUSH_RETRY_MAX_DELAY_SECONDS", 600.0, 0.001),
+        "push_retry_window_seconds": env.number("PUSH_RETRY_WINDOW_SECONDS", 24 * 3600.0, 1.0),
+        "push_retry_ladder_seconds": _ladder(env, "PUSH_RETRY_LADDER_SECONDS"),
+        "push_origin_concurrency": env.integer("PUSH_ORIGIN_CONCURRENCY", 64, 1, 100_000),
+        "push_circuit_failures": env.integer("PUSH_CIRCUIT_FAILURES", 5, 1, 1000),
+        "push_circuit_stall_seconds": env.number("PUSH_CIRCUIT_STALL_SECONDS", 5.0, 0.05),
+        "push_circuit_open_seconds": env.number("PUSH_CIRCUIT_OPEN_SECONDS", 5.0, 0.05),
+        "push_circuit_max_open_seconds": env.number("PUSH_CIRCUIT_MAX_OPEN_SECONDS", 60.0, 0.05),
+    }
+
+
+def _ladder(env: _Env, name: str) -> tuple[float, ...]:
+    """Delay steps in seconds: 10 ms to 24 days (RabbitMQ's message TTL is 32-bit ms)."""
+    raw = env.items(name, ())
+    if not raw:
+        return DEFAULT_LADDER
+    try:
+        steps = sorted({float(item) for item in raw})
+    except ValueError:
+        raise ConfigError(f"{name} must list numbers of seconds, got {','.join(raw)!r}") from None
+    if not all(0.01 <= step <= 2_000_000 for step in steps):
+        raise ConfigError(f"{name} steps must be from 0.01 to 2000000 seconds")
+    return tuple(steps)
+
+
+def _removed(env: _Env) -> tuple[str, ...]:
+    return tuple(
+        f"{name} is no longer used: {why}" for name, why in REMOVED.items() if env.text(name)
+    )
 
 
 def _networks(env: _Env, name: str) -> tuple[str, ...]:
@@ -309,6 +374,86 @@ def _http_values(env: _Env) -> dict[str, Any]:
         "welcome_body": env.text("WELCOME_BODY", "You will now receive push notifications."),
         "welcome_action_url": env.text("WELCOME_ACTION_URL", "/web_push_test/web_push_test.html"),
     }
+
+
+# --- the peer-service API and subscriber identity -----------------------------------------
+
+# RFC 6750 b64token: what may follow "Bearer " in an Authorization header.
+_TOKEN = re.compile(r"^[A-Za-z0-9._~+/-]+=*\Z")
+MIN_TOKEN_LENGTH = 16
+MIN_JWT_SECRET_BYTES = 32  # RFC 7518 3.2: an HS256 key at least as long as the hash
+
+
+def _api_tokens(env: _Env) -> tuple[str, ...]:
+    tokens = env.items("API_TOKENS", ())
+    for number, token in enumerate(tokens, 1):
+        # The message names the position, never the value: a token must not reach a log.
+        if not _TOKEN.match(token):
+            raise ConfigError(f"API_TOKENS: token {number} has characters a bearer token cannot")
+        if len(token) < MIN_TOKEN_LENGTH:
+            raise ConfigError(
+                f"API_TOKENS: token {number} is shorter than {MIN_TOKEN_LENGTH} characters"
+            )
+    return tokens
+
+
+def _api_values(env: _Env) -> dict[str, Any]:
+    port = env.integer("PORT", 3004, 0, 65535)
+    metrics_port = env.integer("METRICS_PORT", 0, 0, 65535)
+    if metrics_port and metrics_port == port:
+        raise ConfigError(f"METRICS_PORT must differ from PORT, both are {port}")
+    return {
+        "api_tokens": _api_tokens(env),
+        "metrics_port": metrics_port,
+        "http_read_timeout_seconds": env.number("HTTP_READ_TIMEOUT_SECONDS", 10.0, 0.1),
+        "max_notification_request_bytes": env.integer(
+            "MAX_NOTIFICATION_REQUEST_BYTES", 1024 * 1024, 1024
+        ),
+        **_subscribe_jwt_values(env),
+    }
+
+
+def _subscribe_jwt_values(env: _Env) -> dict[str, Any]:
+    secret = env.text("SUBSCRIBE_JWT_SECRET")
+    public_key = env.text("SUBSCRIBE_JWT_PUBLIC_KEY")
+    jwks_file = env.text("SUBSCRIBE_JWT_JWKS_FILE")
+    keys = [
+        name
+        for name, value in (
+            ("SUBSCRIBE_JWT_SECRET", secret),
+            ("SUBSCRIBE_JWT_PUBLIC_KEY", public_key),
+            ("SUBSCRIBE_JWT_JWKS_FILE", jwks_file),
+        )
+        if value
+    ]
+    if len(keys) > 1:
+        raise ConfigError(f"set only one of {', '.join(keys)}")
+    if secret and len(secret.encode()) < MIN_JWT_SECRET_BYTES:
+        raise ConfigError(f"SUBSCRIBE_JWT_SECRET must be at least {MIN_JWT_SECRET_BYTES} bytes")
+    values = {
+        "subscribe_jwt_secret": secret,
+        "subscribe_jwt_public_key": public_key,
+        "subscribe_jwt_jwks_file": jwks_file,
+        "subscribe_jwt_user_claim": env.text("SUBSCRIBE_JWT_USER_CLAIM", "sub") or "sub",
+        "subscribe_jwt_audience": env.items("SUBSCRIBE_JWT_AUDIENCE", ()),
+        "subscribe_jwt_issuer": env.text("SUBSCRIBE_JWT_ISSUER"),
+        "subscribe_jwt_required": env.flag("SUBSCRIBE_JWT_REQUIRED", False),
+    }
+    dependent = [
+        name
+        for name, given in (
+            ("SUBSCRIBE_JWT_AUDIENCE", values["subscribe_jwt_audience"]),
+            ("SUBSCRIBE_JWT_ISSUER", values["subscribe_jwt_issuer"]),
+            ("SUBSCRIBE_JWT_REQUIRED", values["subscribe_jwt_required"]),
+        )
+        if given
+    ]
+    if dependent and not keys:
+        raise ConfigError(
+            f"{dependent[0]} needs a key: SUBSCRIBE_JWT_SECRET, SUBSCRIBE_JWT_PUBLIC_KEY "
+            "or SUBSCRIBE_JWT_JWKS_FILE"
+        )
+    return values
 
 
 # --- payload format (issue 14) ----------------------------------------------------------

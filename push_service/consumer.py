@@ -2,14 +2,16 @@
 
 Each delivery runs in a task owned here, not by the aiormq channel: closing a
 channel cancels the callbacks still running on it, and a push cut off mid-request
-would be repeated on redelivery. The task records its outcome first and then
-settles the delivery on the channel it came from, and only if that channel is
-still open: a delivery tag acked on another channel closes that channel.
+would be repeated on redelivery. The task records its outcome first, parks the
+devices to retry later (`parking`), and only then settles the delivery on the
+channel it came from, and only if that channel is still open: a delivery tag acked
+on another channel closes that channel.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 import time
@@ -18,22 +20,32 @@ from enum import Enum
 
 from aiormq.abc import AbstractChannel, DeliveredMessage
 
-from push_service.broker import AMQP_ERRORS, declare_topology, publish_confirmed
-from push_service.delivery import Delivery
+from push_service.broker import AMQP_ERRORS, USER_VERIFIED_HEADER
+from push_service.dead_letters import DeadLetters
+from push_service.deadline import publisher_time
+from push_service.delivery import Delivery, DeliveryResult
 from push_service.endpoints import EndpointPolicy
-from push_service.errors import BrokerUnavailable, Unroutable, ValidationError
+from push_service.errors import BrokerUnavailable, ValidationError
 from push_service.metrics import Metrics
-from push_service.models import Notification, parse_notification, peek_notification_id
+from push_service.models import Notification, parse_notification
+from push_service.parking import PARSE_IN_THREAD_BYTES, Parking, times_parked
 from push_service.status import RedisUnavailable
 
 log = logging.getLogger(__name__)
-PARSE_IN_THREAD_BYTES = 64 * 1024  # about 200 devices
 
 
 def message_key(message: DeliveredMessage) -> str:
     """What identifies a message across redeliveries: its message id, else its body."""
     message_id = message.header.properties.message_id
     return (message_id or hashlib.sha256(message.body).hexdigest())[:128]
+
+
+def user_verified(message: DeliveredMessage) -> bool:
+    """False when the publisher says the user_id is unverified; peers' messages are trusted."""
+    value = (message.header.properties.headers or {}).get(USER_VERIFIED_HEADER)
+    if isinstance(value, bytes):
+        value = value.decode(errors="replace")
+    return not (value is False or (isinstance(value, str) and value.strip().lower() == "false"))
 
 
 class Settle(Enum):
@@ -44,12 +56,10 @@ class Settle(Enum):
 @dataclass(frozen=True)
 class ConsumerLimits:
     queue: str
-    queue_type: str = "classic"
     prefetch: int = 256
     max_deliveries: int = 5
     max_message_bytes: int = 8 * 1024 * 1024
     max_devices: int = 10_000
-    publish_timeout: float = 5.0
 
 
 class Consumer:
@@ -57,12 +67,16 @@ class Consumer:
         self,
         limits: ConsumerLimits,
         delivery: Delivery,
+        parking: Parking,
+        dead_letters: DeadLetters,
         policy: EndpointPolicy,
         metrics: Metrics,
     ) -> None:
         self.limits = limits
         self.delivery = delivery
         self.store = delivery.store
+        self.parking = parking
+        self.dead_letters = dead_letters
         self.policy = policy
         self.metrics = metrics
         self.channel: AbstractChannel | None = None
@@ -143,35 +157,30 @@ class Consumer:
             log.info("could not %s delivery %s: %s", settle.value, tag, type(exc).__name__)
 
     async def _process(self, message: DeliveredMessage) -> Settle:
+        arrived = time.monotonic()
         body = message.body
         if len(body) > self.limits.max_message_bytes:
-            return await self._dead_letter(
-                message, "message_too_large", f"{len(body)} bytes > {self.limits.max_message_bytes}"
-            )
+            detail = f"{len(body)} bytes > {self.limits.max_message_bytes}"
+            await self.dead_letters.send(message, "message_too_large", detail)
+            return Settle.ACK
         deliveries = await self._delivery_count(message)
         if deliveries > self.limits.max_deliveries:
-            return await self._dead_letter(
-                message, "too_many_deliveries", f"delivered {deliveries} times without finishing"
-            )
+            detail = f"delivered {deliveries} times without finishing"
+            await self.dead_letters.send(message, "too_many_deliveries", detail, refused=False)
+            return Settle.ACK
         try:
             notification = await self._parse(body)
-        except ValidationError as exc:
-            return await self._dead_letter(message, exc.code, exc.detail)
-        started = time.perf_counter()
-        status = await self._deliver_once(notification)
-        self.metrics.messages.inc(result=status)
-        self._observe_latency(message)
-        if log.isEnabledFor(logging.INFO):
-            log.info(
-                "notification %s",
-                status,
-                extra={
-                    "notification_id": notification.notification_id,
-                    "user_id": notification.user_id,
-                    "status": status,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                },
-            )
+            if not user_verified(message):
+                notification = dataclasses.replace(notification, user_verified=False)
+            result = await self._deliver_once(notification, message, arrived)
+        except ValidationError as exc:  # DuplicateNotification included
+            await self.dead_letters.send(message, exc.code, exc.detail)
+            return Settle.ACK
+        if result.retries:
+            # Recorded as retrying already; parked (confirmed) before the ack releases it.
+            whole = len(result.retries) == len(notification.devices)
+            await self.parking.park(message, result.retries, whole=whole)
+        self._observed(notification, message, result, arrived)
         return Settle.ACK
 
     async def _parse(self, body: bytes) -> Notification:
@@ -186,7 +195,9 @@ class Consumer:
             parse_notification, body, self.policy, self.limits.max_devices
         )
 
-    async def _deliver_once(self, notification: Notification) -> str:
+    async def _deliver_once(
+        self, notification: Notification, message: DeliveredMessage, arrived: float
+    ) -> DeliveryResult:
         """Deliver, but first let an earlier attempt of the same notification finish.
 
         After a reconnect the broker redelivers messages whose first attempt may
@@ -200,8 +211,11 @@ class Consumer:
         if earlier is not None:
             await asyncio.wait([earlier])
         self._active[key] = current
+        published = publisher_time(message.header.properties.timestamp, time.time())
         try:
-            return await self.delivery.deliver(notification)
+            return await self.delivery.deliver(
+                notification, published=published, arrived=arrived, parked=times_parked(message)
+            )
         finally:
             if self._active.get(key) is current:
                 del self._active[key]
@@ -220,55 +234,25 @@ class Consumer:
             return 1
         return 1 + await self.delivery.stored(lambda: self.store.count_delivery(key))
 
-    async def _dead_letter(self, message: DeliveredMessage, code: str, detail: str) -> Settle:
-        """Move a message to `<queue>.dlq` with the reason; requeue if that cannot be done."""
-        reason = f"{code}: {detail}"[:1000]
-        notification_id = peek_notification_id(message.body)
-        headers: dict[str, str | int] = {
-            "x-death-reason": reason,
-            "x-original-queue": self.limits.queue,
-        }
-        if notification_id:
-            headers["x-notification-id"] = notification_id
-        await self._publish_dead_letter(message, headers)
-        if notification_id:
-            await self.delivery.stored(lambda: self.store.fail(notification_id, reason))
-        self.metrics.dead_lettered.inc(reason=code)
-        self.metrics.messages.inc(result="dead_lettered")
-        log.warning(
-            "dead-lettered a message: %s",
-            reason,
-            extra={"notification_id": notification_id, "reason": code},
-        )
-        return Settle.ACK
-
-    async def _publish_dead_letter(
-        self, message: DeliveredMessage, headers: dict[str, str | int]
+    def _observed(
+        self,
+        notification: Notification,
+        message: DeliveredMessage,
+        result: DeliveryResult,
+        arrived: float,
     ) -> None:
-        async def publish() -> None:
-            await publish_confirmed(
-                message.channel,
-                f"{self.limits.queue}.dlq",
-                message.body,
-                timeout=self.limits.publish_timeout,
-                headers=headers,
-                message_id=message.header.properties.message_id,
-            )
-
-        try:
-            await publish()
-        except Unroutable:
-            # Someone deleted the DLQ: declare it again rather than requeue in a loop.
-            log.warning("%s.dlq is missing; declaring the queues again", self.limits.queue)
-            await declare_topology(
-                message.channel,
-                self.limits.queue,
-                self.limits.queue_type,
-                self.limits.max_deliveries,
-            )
-            await publish()
-
-    def _observe_latency(self, message: DeliveredMessage) -> None:
+        self.metrics.messages.inc(result=result.status)
         published = message.header.properties.timestamp
-        if published is not None:
+        if published is not None and result.status != "processing":
             self.metrics.e2e_latency.observe(max(0.0, time.time() - published.timestamp()))
+        if log.isEnabledFor(logging.INFO):
+            log.info(
+                "notification %s",
+                result.status,
+                extra={
+                    "notification_id": notification.notification_id,
+                    "user_id": notification.user_id,
+                    "status": result.status,
+                    "duration_ms": round((time.monotonic() - arrived) * 1000, 2),
+                },
+            )

@@ -1,28 +1,29 @@
-"""Delivering one notification to all its devices, with its outcome in Redis.
+"""Delivering one notification to all its devices, with the outcomes in Redis.
 
-This is the work behind one queue message, free of RabbitMQ: the consumer hands
-over a validated `Notification` and acks only when `deliver` returns. Devices that
-already have an outcome (a redelivery) are skipped, so nothing is pushed twice to
-a device that accepted it.
+The work behind one queue message, free of RabbitMQ: the consumer hands over a
+validated `Notification` and acks only when `deliver` returns. The first delivery
+fixes the notification's deadline; devices that already have an outcome (a
+redelivery, a parked retry coming back) are skipped, so nothing is pushed twice to a
+device that accepted it. Devices to be retried later come back in the result,
+already recorded as `retrying`: the consumer parks them before it acks.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
+import hashlib
 import time
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
-from push_service.errors import PayloadTooLarge, PushError, SubscriptionGone, VapidRejected
+from push_service.deadline import Deadline, first_deadline
 from push_service.metrics import Metrics
-from push_service.models import MAX_PLAINTEXT_BYTES, Device, Notification
+from push_service.models import Device, Notification
+from push_service.pusher import PushContext, Pusher
 from push_service.retry import RetryPolicy, call_with_retries
-from push_service.status import DeviceOutcome, RedisUnavailable, StatusStore
-from push_service.users import UserServiceClient
-from push_service.webpush import PushOptions, WebPushSender
+from push_service.status import Begun, DeviceOutcome, DeviceRetry, RedisUnavailable, StatusStore
 
-log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 # Sends a fan-out starts between two turns of the event loop (each encrypts at once).
@@ -33,6 +34,20 @@ FANOUT_BURST = 16
 STORE_RETRY = RetryPolicy(max_tries=10_000, max_seconds=600.0, base_delay=0.05, max_delay=5.0)
 
 
+@dataclass(frozen=True)
+class DeliveryResult:
+    status: str  # of the record: processing | sent | failed
+    retries: Sequence[DeviceRetry] = ()  # recorded as retrying; to be parked
+
+
+def fingerprint(n: Notification) -> str:
+    """What makes two messages the same notification: what the devices receive, and how."""
+    digest = hashlib.sha256(n.payload)
+    digest.update(f"\0{n.ttl}\0{n.urgency}\0{n.topic}".encode())
+    return digest.hexdigest()[:32]
+
+
+@dataclass
 class _OutcomeWriter:
     """Coalesces device outcomes into few Redis calls while keeping each one durable.
 
@@ -40,15 +55,17 @@ class _OutcomeWriter:
     is under way go together in the next one.
     """
 
-    def __init__(self, delivery: Delivery, notification_id: str) -> None:
-        self.delivery = delivery
-        self.notification_id = notification_id
-        self.pending: list[DeviceOutcome] = []
-        self.lock = asyncio.Lock()
-        self.status: str | None = None
+    delivery: Delivery
+    notification_id: str
+    pending: list[DeviceOutcome | DeviceRetry] = field(default_factory=list)
+    retries: list[DeviceRetry] = field(default_factory=list)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    status: str | None = None
 
-    async def write(self, outcome: DeviceOutcome) -> None:
+    async def write(self, outcome: DeviceOutcome | DeviceRetry) -> None:
         self.pending.append(outcome)
+        if isinstance(outcome, DeviceRetry):
+            self.retries.append(outcome)
         async with self.lock:
             if not self.pending:
                 return
@@ -62,36 +79,81 @@ class _OutcomeWriter:
 class Delivery:
     def __init__(
         self,
-        sender: WebPushSender,
+        pusher: Pusher,
         store: StatusStore,
-        users: UserServiceClient,
         metrics: Metrics,
         *,
-        push_retry: RetryPolicy,
         default_ttl: int,
+        retry_window: float,
         concurrency: int,
     ) -> None:
-        self.sender = sender
+        self.pusher = pusher
         self.store = store
-        self.users = users
         self.metrics = metrics
-        self.push_retry = push_retry
         self.default_ttl = default_ttl
+        self.retry_window = retry_window
         self.concurrency = concurrency
-        self._sends = asyncio.Semaphore(concurrency)
 
     async def stored(self, operation: Callable[[], Awaitable[T]]) -> T:
         """Run a status-store call, waiting out a short Redis outage."""
         return await call_with_retries(operation, STORE_RETRY, RedisUnavailable)
 
-    async def deliver(self, notification: Notification) -> str:
-        """Push to every device not yet done and record each outcome; returns the status."""
-        n = notification
-        total = len(n.devices) + len(n.rejected)
-        done = await self.stored(lambda: self.store.begin(n.notification_id, n.user_id, total))
+    async def deliver(
+        self,
+        n: Notification,
+        *,
+        published: float | None = None,
+        arrived: float | None = None,
+        parked: int = 0,
+    ) -> DeliveryResult:
+        """Push to every device not yet done and record each outcome.
+
+        `published` is the publisher's timestamp (epoch seconds) if plausible; `arrived`
+        (monotonic) when the message reached this process; `parked` how often it was
+        parked before. Raises DuplicateNotification when another notification holds the id.
+        """
+        begun = await self._begin(n, published)
+        deadline = Deadline(begun.deadline, self.default_ttl if n.ttl is None else n.ttl)
+        context = PushContext(deadline, time.monotonic() if arrived is None else arrived, parked)
         writer = _OutcomeWriter(self, n.notification_id)
+        await self._record_rejected(n, begun, writer)
+        pending = [d for d in n.devices if d.key not in begun.done]
+
+        async def one(device: Device) -> None:
+            previous = begun.retrying.get(device.key)
+            result = await self.pusher.push(n, device, context, previous)
+            if result is previous and previous is not None:
+                writer.retries.append(previous)  # on record as it is: park it again
+            else:
+                await writer.write(result)
+
+        if len(pending) == 1:
+            await one(pending[0])
+        elif pending:
+            await self._fan_out(pending, one)
+        if writer.status is None:
+            # A redelivery of finished work: nothing new to write, just read the status back.
+            writer.status = await self.stored(lambda: self.store.record(n.notification_id, []))
+        return DeliveryResult(writer.status, writer.retries)
+
+    async def _begin(self, n: Notification, published: float | None) -> Begun:
+        ttl = self.default_ttl if n.ttl is None else n.ttl
+        deadline = first_deadline(time.time(), published, ttl, self.retry_window)
+        total = len(n.devices) + len(n.rejected)
+        return await self.stored(
+            lambda: self.store.begin(
+                n.notification_id,
+                n.user_id,
+                total,
+                fingerprint=fingerprint(n),
+                deadline=deadline,
+                user_verified=n.user_verified,
+            )
+        )
+
+    async def _record_rejected(self, n: Notification, begun: Begun, writer: _OutcomeWriter) -> None:
         for rejected in n.rejected:
-            if rejected.key not in done:
+            if rejected.key not in begun.done:
                 self.metrics.pushes.inc(outcome=rejected.reason, host="-")
                 await writer.write(
                     DeviceOutcome(
@@ -104,120 +166,18 @@ class Delivery:
                         detail=rejected.detail,
                     )
                 )
-        pending = [d for d in n.devices if d.key not in done]
-        options = PushOptions(
-            ttl=self.default_ttl if n.ttl is None else n.ttl, urgency=n.urgency, topic=n.topic
-        )
-        if len(pending) == 1:
-            await writer.write(await self.push(n, pending[0], options))
-        elif pending:
-            await self._fan_out(n, pending, options, writer)
-        if writer.status is None:
-            # A redelivery of finished work: nothing new to write, just read the status back.
-            writer.status = await self.stored(lambda: self.store.record(n.notification_id, []))
-        return writer.status
 
     async def _fan_out(
-        self, n: Notification, devices: list[Device], options: PushOptions, writer: _OutcomeWriter
+        self, devices: list[Device], one: Callable[[Device], Coroutine[Any, Any, None]]
     ) -> None:
         # Bound the tasks alive at once, so a 10,000-device message holds little memory.
         slots = asyncio.Semaphore(self.concurrency)
         async with asyncio.TaskGroup() as group:
             for started, device in enumerate(devices, 1):
                 await slots.acquire()
-                task = group.create_task(self._device(n, device, options, writer))
+                task = group.create_task(one(device))
                 task.add_done_callback(lambda _: slots.release())
                 if started % FANOUT_BURST == 0:
                     # Each new task encrypts at once (~0.1 ms): start them a few at a
                     # time so the loop keeps serving heartbeats and responses.
                     await asyncio.sleep(0)
-
-    async def _device(
-        self, n: Notification, device: Device, options: PushOptions, writer: _OutcomeWriter
-    ) -> None:
-        outcome = await self.push(n, device, options)
-        await writer.write(outcome)
-
-    async def push(self, n: Notification, device: Device, options: PushOptions) -> DeviceOutcome:
-        """Push to one device with retries; never raises a PushError, returns the outcome."""
-        if len(n.payload) > MAX_PLAINTEXT_BYTES:
-            too_large = PayloadTooLarge(
-                f"payload is {len(n.payload)} bytes; at most {MAX_PLAINTEXT_BYTES} can be sent"
-            )
-            return await self._failed(n, device, too_large, 0)
-        attempts = 0
-
-        async def attempt() -> int:
-            nonlocal attempts
-            attempts += 1
-            return await self._send_once(n, device, options)
-
-        try:
-            status = await call_with_retries(attempt, self.push_retry)
-        except PushError as exc:
-            return await self._failed(n, device, exc, attempts)
-        finally:
-            if attempts > 1:
-                self.metrics.retries.inc(attempts - 1)
-        return self._sent(n, device, status, attempts)
-
-    async def _send_once(self, n: Notification, device: Device, options: PushOptions) -> int:
-        async with self._sends:
-            self.metrics.in_flight.inc()
-            started = time.perf_counter()
-            try:
-                return await self.sender.send(device, n.payload, options)
-            finally:
-                self.metrics.in_flight.dec()
-                self.metrics.push_latency.observe(time.perf_counter() - started)
-
-    def _sent(self, n: Notification, device: Device, status: int, attempts: int) -> DeviceOutcome:
-        self.metrics.pushes.inc(outcome="sent", host=device.host)
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug(
-                "pushed to %s: HTTP %s after %d attempt(s)",
-                device.origin,
-                status,
-                attempts,
-                extra={
-                    "notification_id": n.notification_id,
-                    "user_id": n.user_id,
-                    "endpoint_origin": device.origin,
-                },
-            )
-        return DeviceOutcome(device.key, device.endpoint, "sent", status, None, attempts)
-
-    async def _failed(
-        self, n: Notification, device: Device, exc: PushError, attempts: int
-    ) -> DeviceOutcome:
-        self.metrics.pushes.inc(outcome=exc.reason, host=device.host)
-        deactivation = None
-        if isinstance(exc, SubscriptionGone):
-            deactivation = await self.users.deactivate(
-                n.user_id, device.endpoint, exc.reason, exc.status_code
-            )
-            self.metrics.invalidations.inc(result=deactivation.split(":", 1)[0])
-        elif isinstance(exc, VapidRejected):
-            log.error(
-                "push service %s rejected our VAPID credentials (%s): check VAPID keys "
-                "and VAPID_EMAIL; the subscription is kept",
-                device.origin,
-                exc.detail,
-            )
-        log.info(
-            "push to %s failed: %s (%s)",
-            device.origin,
-            exc.reason,
-            exc.detail,
-            extra={"notification_id": n.notification_id, "endpoint_origin": device.origin},
-        )
-        return DeviceOutcome(
-            device.key,
-            device.endpoint,
-            "failed",
-            exc.status_code,
-            exc.reason,
-            attempts,
-            detail=exc.detail,
-            deactivation=deactivation,
-        )

@@ -65,7 +65,7 @@ class SubscriptionGone(PermanentPushError):
 
 
 class TransientPushError(PushError):
-    """Worth retrying: 429, 5xx, timeouts, connection errors."""
+    """Worth retrying: 5xx, timeouts, connection errors; counts against the push service."""
 
     reason = "transient"
 
@@ -79,9 +79,48 @@ class TransientPushError(PushError):
         self.retry_after = retry_after
 
 
+class Throttled(TransientPushError):
+    """429: retry after Retry-After; the push service is up, so its circuit stays closed."""
+
+    reason = "throttled"
+
+
+class PushServiceUnavailable(PushServiceError):
+    """No request now: the push service's circuit is open or it stopped answering.
+
+    `until` is the `time.monotonic()` before which no request should be tried.
+    """
+
+    def __init__(self, detail: str, until: float, reason: str = "circuit_open") -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.until = until
+        self.reason = reason
+
+
+class DuplicateNotification(ValidationError):
+    """A different message under a `notification_id` that is still on record."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__("duplicate_notification_id", detail)
+
+
 class BrokerUnavailable(PushServiceError):
     """RabbitMQ is not connected, or did not confirm a publish in time."""
 
 
 class Unroutable(BrokerUnavailable):
     """The broker returned a message no queue took: its queue does not exist (any more)."""
+
+
+class AuthenticationFailed(PushServiceError):
+    """A caller's credentials are missing or not acceptable.
+
+    `code` is the machine-readable error (`unauthorized`, `invalid_token`,
+    `user_id_mismatch`); `detail` says what is wrong, never echoing a secret.
+    """
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(f"{code}: {detail}")
+        self.code = code
+        self.detail = detail

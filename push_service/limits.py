@@ -1,12 +1,15 @@
-"""Abuse limits of the HTTP side: request body size, per-client rate, client address."""
+"""Abuse limits of the HTTP side: request body size and time, per-client rate, client address."""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import math
 import time
 from collections import OrderedDict, deque
+from collections.abc import Mapping
 
+import orjson
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -14,29 +17,52 @@ _MAX_TRACKED_CLIENTS = 100_000
 
 
 class BodyLimitMiddleware:
-    """Refuses request bodies over `limit` bytes with 413, declared or streamed."""
+    """Bounds request bodies in size (413) and in time (408), declared or streamed.
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    `limit` applies to every path except those in `path_limits` (exact paths).
+    `timeout` bounds the time from the first read of the body to its last byte, so
+    a client that trickles a body in (announces 100 bytes, sends one) cannot hold a
+    connection and a request slot: the answer is 408 and the connection closes.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        limit: int,
+        *,
+        path_limits: Mapping[str, int] | None = None,
+        timeout: float | None = None,
+    ) -> None:
         self.app = app
         self.limit = limit
+        self.path_limits = dict(path_limits or {})
+        self.timeout = timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.path_limits.get(scope["path"], self.limit)
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
-            await self._reject(send)
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            await _reject(send, 413, "request_too_large", f"request body exceeds {limit} bytes")
             return
         received = 0
+        deadline: float | None = None
         responded = False
 
         async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
+            nonlocal received, deadline
+            if deadline is None and self.timeout is not None:
+                deadline = asyncio.get_running_loop().time() + self.timeout
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
+                raise _TooSlow from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.limit:
+                if received > limit:
                     raise _TooLarge
             return message
 
@@ -49,27 +75,34 @@ class BodyLimitMiddleware:
             await self.app(scope, limited_receive, tracking_send)
         except _TooLarge:
             if not responded:
-                await self._reject(send)
+                await _reject(send, 413, "request_too_large", f"request body exceeds {limit} bytes")
+        except _TooSlow:
+            if not responded:
+                detail = f"request body not received within {self.timeout:g} seconds"
+                await _reject(send, 408, "request_timeout", detail)
 
-    async def _reject(self, send: Send) -> None:
-        body = b'{"error":"request_too_large","detail":"request body exceeds %d bytes"}' % (
-            self.limit
-        )
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+
+async def _reject(send: Send, status: int, code: str, detail: str) -> None:
+    body = orjson.dumps({"error": code, "detail": detail})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 class _TooLarge(Exception):
+    pass
+
+
+class _TooSlow(Exception):
     pass
 
 

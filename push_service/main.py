@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import signal
 import sys
+from typing import NoReturn
 from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -24,7 +26,7 @@ log = logging.getLogger(__name__)
 
 def secret_values(settings: Settings) -> list[str]:
     """Strings from the configuration that must never reach a log line."""
-    values = [settings.vapid_private_key]
+    values = [settings.vapid_private_key, settings.subscribe_jwt_secret, *settings.api_tokens]
     for url in (settings.rabbitmq_url, settings.redis_url, settings.user_service_url):
         password = urlsplit(url).password if url else None
         if password:
@@ -32,15 +34,26 @@ def secret_values(settings: Settings) -> list[str]:
     return [v for v in values if v]
 
 
+KEEP_ALIVE_SECONDS = 75  # longer than the usual load balancer idle timeout (60 s)
+
+
 def hypercorn_config(settings: Settings) -> Config:
     config = Config()
     config.bind = [f"{settings.host}:{settings.port}"]
+    if settings.metrics_port:
+        # Same app; push_service.api.metrics answers only /metrics on this socket.
+        config.bind.append(f"{settings.host}:{settings.metrics_port}")
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
     # The lifespan shutdown drains the consumer: give it the whole grace period.
     config.shutdown_timeout = settings.shutdown_grace_seconds + 20
     config.graceful_timeout = min(5.0, settings.shutdown_grace_seconds)
-    config.keep_alive_timeout = 75
+    config.keep_alive_timeout = KEEP_ALIVE_SECONDS
+    # hypercorn's read_timeout bounds every socket read, an idle keep-alive connection's
+    # too, so it cannot be the body timeout (a load balancer would find its pooled
+    # connections closed). The body limit middleware bounds each body to
+    # HTTP_READ_TIMEOUT_SECONDS; this only ends connections that nothing else would.
+    config.read_timeout = KEEP_ALIVE_SECONDS + math.ceil(settings.http_read_timeout_seconds)
     return config
 
 
@@ -62,6 +75,8 @@ async def serve(settings: Settings, key: ec.EllipticCurvePrivateKey) -> None:
     log.info(
         "push_service listening on %s:%s (%s)", settings.host, settings.port, settings.node_env
     )
+    if settings.metrics_port:
+        log.info("metrics (no token) on %s:%s/metrics", settings.host, settings.metrics_port)
     await hypercorn_serve(
         app,  # type: ignore[arg-type]  # hypercorn's ASGI types are narrower than Starlette's
         hypercorn_config(settings),
@@ -86,14 +101,19 @@ def main() -> None:
         formatter = configure_logging(
             settings.log_level, settings.enable_debug, secret_values(settings)
         )
+        for warning in settings.warnings:
+            log.warning("%s", warning)
         key = load_private_key(settings)
     except ConfigError as exc:
-        print(f"push_service: configuration error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+        _config_error(exc)
     formatter.secrets.append(private_key_raw_b64(key))
-    factory = _event_loop_factory()
-    if factory is None:
-        asyncio.run(serve(settings, key))
-    else:
-        with asyncio.Runner(loop_factory=factory) as runner:
+    try:
+        with asyncio.Runner(loop_factory=_event_loop_factory()) as runner:
             runner.run(serve(settings, key))
+    except ConfigError as exc:  # a setting only the app can check (a JWT key file, ...)
+        _config_error(exc)
+
+
+def _config_error(exc: ConfigError) -> NoReturn:
+    print(f"push_service: configuration error: {exc}", file=sys.stderr)
+    raise SystemExit(2) from None

@@ -131,6 +131,19 @@ class Metrics:
             "push_invalidations_total", "Gone subscriptions reported to the User Service"
         )
         self.dead_lettered = Counter("push_dead_lettered_total", "Messages sent to the DLQ")
+        self.deferred = Counter(
+            "push_deferred_total", "Device pushes parked in a delay queue for a later retry"
+        )
+        self.expired = Counter(
+            "push_expired_total", "Device pushes given up because the deadline (TTL) passed"
+        )
+        self.parked = Counter("push_parked_messages_total", "Messages published to a delay queue")
+        self.circuit_state = Gauge(
+            "push_circuit_state", "Circuit of a push service: 0 closed, 1 half-open, 2 open"
+        )
+        self.circuit_transitions = Counter(
+            "push_circuit_transitions_total", "Circuit state changes per push service"
+        )
         self.in_flight = Gauge("push_in_flight_sends", "Push requests under way")
         self.connected = Gauge("push_consumer_connected", "1 while consuming from RabbitMQ")
         self.push_latency = Histogram("push_request_seconds", "Push-service request latency")

@@ -1,7 +1,12 @@
 """Every retry policy of the service, in one place.
 
-`backoff` is archived upstream (and breaks on Python 3.16), so it is imported
-here only: replacing it touches this file alone.
+Two kinds of retry live here. `call_with_retries` retries an operation in place
+(a Redis call during a failover, a User Service request), bounded in tries and time.
+Pushes are retried differently: a few times in process, then parked in RabbitMQ
+(`push_service.parking`); `PushRetryPolicy` gives their delays and bounds.
+
+`backoff` is archived upstream (and breaks on Python 3.16), so it is imported here
+only: replacing it touches this file alone.
 """
 
 from __future__ import annotations
@@ -14,8 +19,6 @@ from typing import TypeVar
 
 import backoff
 
-from push_service.errors import TransientPushError
-
 T = TypeVar("T")
 
 
@@ -25,38 +28,48 @@ class RetryPolicy:
 
     max_tries: int = 5
     max_seconds: float = 60.0
-    retry_after_cap: float = 60.0
     base_delay: float = 0.5
     max_delay: float = 30.0
 
 
-def _full_jitter_waits(policy: RetryPolicy) -> Generator[float, BaseException | None, None]:
-    """Exponential backoff with full jitter, or the server's Retry-After when it gave one.
+@dataclass(frozen=True)
+class PushRetryPolicy:
+    """Retries of one device's push over the life of its notification.
 
-    backoff sends each exception into the generator, which is what lets a 429's
-    Retry-After replace the computed delay.
+    `max_tries` counts requests, not waits: a push parked behind an open circuit
+    makes none. Retries whose delay still fits in `in_process_seconds` (counted from
+    the message's arrival) wait in process; later ones are parked.
     """
-    exc = yield 0.0  # priming value, discarded by backoff
+
+    max_tries: int = 10
+    in_process_seconds: float = 5.0
+    base_delay: float = 0.5
+    max_delay: float = 600.0
+
+    def delay(self, tries: int) -> float:
+        """Exponential backoff with "equal jitter" after `tries` failed requests."""
+        ceiling = min(self.max_delay, self.base_delay * 2 ** max(tries - 1, 0))
+        return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not crypto
+
+
+def _full_jitter_waits(policy: RetryPolicy) -> Generator[float, BaseException | None, None]:
+    """Exponential backoff with full jitter (delays drawn from 0 to the ceiling)."""
+    yield 0.0  # priming value, discarded by backoff
     attempt = 0
     while True:
-        if isinstance(exc, TransientPushError) and exc.retry_after is not None:
-            delay = min(max(exc.retry_after, 0.0), policy.retry_after_cap)
-        else:
-            ceiling = min(policy.max_delay, policy.base_delay * 2**attempt)
-            delay = random.uniform(0, ceiling)  # noqa: S311 - jitter, not crypto
+        ceiling = min(policy.max_delay, policy.base_delay * 2**attempt)
         attempt += 1
-        exc = yield delay
+        yield random.uniform(0, ceiling)  # noqa: S311 - jitter, not crypto
 
 
 async def call_with_retries(
     operation: Callable[[], Awaitable[T]],
     policy: RetryPolicy,
-    retry_on: type[Exception] | tuple[type[Exception], ...] = TransientPushError,
+    retry_on: type[Exception] | tuple[type[Exception], ...],
 ) -> T:
     """Run `operation` until it succeeds, raises a non-retryable error, or bounds run out.
 
-    The last retryable exception is re-raised when the bounds run out. A
-    Retry-After longer than the time left gives up at once rather than retry early.
+    The last retryable exception is re-raised when the bounds run out.
     """
     started = time.monotonic()
     try:
@@ -73,31 +86,12 @@ async def call_with_retries(
             raise first_error  # lets backoff count the try already made and wait after it
         return await operation()
 
-    return await _with_backoff(attempt, policy, retry_on, started)
-
-
-async def _with_backoff(
-    attempt: Callable[[], Awaitable[T]],
-    policy: RetryPolicy,
-    retry_on: type[Exception] | tuple[type[Exception], ...],
-    started: float,
-) -> T:
-    deadline = started + policy.max_seconds
-
-    def _give_up(exc: Exception) -> bool:
-        retry_after = getattr(exc, "retry_after", None)
-        if retry_after is None:
-            return False
-        wait = min(retry_after, policy.retry_after_cap)
-        return bool(time.monotonic() + wait > deadline)
-
     retried: Callable[[], Awaitable[T]] = backoff.on_exception(
         _full_jitter_waits,
         retry_on,
         max_tries=policy.max_tries,
-        max_time=max(0.0, deadline - time.monotonic()),
+        max_time=max(0.0, started + policy.max_seconds - time.monotonic()),
         jitter=None,
-        giveup=_give_up,
         logger=None,
         policy=policy,
     )(attempt)

@@ -17,9 +17,11 @@ from collections.abc import Awaitable, Callable
 import aiormq
 from aiormq.abc import AbstractChannel, AbstractConnection
 
-from push_service.broker import AMQP_ERRORS, declare_topology
+from push_service.broker import AMQP_ERRORS
 from push_service.config import redact_url
+from push_service.errors import BrokerUnavailable
 from push_service.metrics import Metrics
+from push_service.topology import Topology, declare_topology
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +35,7 @@ class BrokerSupervisor:
         self,
         url: str,
         *,
-        queue: str,
-        queue_type: str,
-        max_deliveries: int,
+        topology: Topology,
         attach: Attach,
         drain: Drain,
         metrics: Metrics,
@@ -43,9 +43,7 @@ class BrokerSupervisor:
         max_delay: float = 15.0,
     ) -> None:
         self.url = url
-        self.queue = queue
-        self.queue_type = queue_type
-        self.max_deliveries = max_deliveries
+        self.topology = topology
         self.attach = attach
         self.drain = drain
         self.metrics = metrics
@@ -58,6 +56,7 @@ class BrokerSupervisor:
         self._stopping = asyncio.Event()
         self._close = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._warned: set[str] = set()
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="broker-supervisor")
@@ -84,7 +83,7 @@ class BrokerSupervisor:
                 await self._session()
             except asyncio.CancelledError:
                 raise
-            except (TimeoutError, *AMQP_ERRORS) as exc:
+            except (TimeoutError, BrokerUnavailable, *AMQP_ERRORS) as exc:
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.warning(
                     "RabbitMQ session at %s ended: %s", redact_url(self.url), self.last_error
@@ -113,14 +112,14 @@ class BrokerSupervisor:
         self.connection = connection
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT):
+                self._warn_once(await declare_topology(connection, self.topology))
                 channel = await connection.channel(publisher_confirms=True)
-                await declare_topology(channel, self.queue, self.queue_type, self.max_deliveries)
                 cancelled = asyncio.Event()
                 channel.on_consumer_cancel_callbacks.add(lambda _frame: cancelled.set())
                 await self.attach(channel)
             self.sessions += 1
             self._set_consuming(True)
-            log.info("consuming %s from %s", self.queue, redact_url(self.url))
+            log.info("consuming %s from %s", self.topology.queue, redact_url(self.url))
             await self._wait_for_end(connection, channel, cancelled)
         finally:
             self.connection = None
@@ -148,6 +147,13 @@ class BrokerSupervisor:
         for finished in done:
             if not finished.cancelled() and finished.exception() is not None:
                 self.last_error = repr(finished.exception())
+
+    def _warn_once(self, warnings: list[str]) -> None:
+        # A peer's queue with other arguments is worth one line, not one per reconnect.
+        for warning in warnings:
+            if warning not in self._warned:
+                self._warned.add(warning)
+                log.warning("%s", warning)
 
     def _set_consuming(self, value: bool) -> None:
         self.consuming = value

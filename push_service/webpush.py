@@ -21,6 +21,7 @@ from push_service.errors import (
     PayloadTooLarge,
     PermanentPushError,
     SubscriptionGone,
+    Throttled,
     TransientPushError,
     VapidRejected,
 )
@@ -82,7 +83,9 @@ def classify(status: int, headers: CIMultiDictProxy[str] | dict[str, str], reaso
         raise SubscriptionGone(detail, status)
     if status in (401, 403):
         raise VapidRejected(detail, status)
-    if status in (429, 503):
+    if status == 429:
+        raise Throttled(detail, status, parse_retry_after(headers.get("Retry-After")))
+    if status == 503:
         raise TransientPushError(detail, status, parse_retry_after(headers.get("Retry-After")))
     if status >= 500:
         raise TransientPushError(detail, status)

@@ -46,7 +46,7 @@ sys.path.insert(0, str(SCRIPTS))
 import bench_baselines as baselines  # noqa: E402
 import bench_sink  # noqa: E402
 
-from push_service.broker import declare_topology  # noqa: E402
+from push_service.topology import Topology, declare_topology  # noqa: E402
 
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -235,7 +235,7 @@ async def with_backlog(
     subs = subscriptions(f"https://127.0.0.1:{sink.port}", max(64, per_message))
     service = Service(sink.cafile, args.prefetch, args.log_dir / f"{name}.log")
     async with broker() as channel:
-        await declare_topology(channel, service.queue, "classic", 5)
+        await declare_topology(channel.connection, Topology(service.queue))
         bodies = (
             message(
                 f"{name}{i}",
@@ -282,7 +282,7 @@ async def bench_latency(args: argparse.Namespace, out: Results) -> None:
         total = int(args.rate * args.latency_seconds)
         try:
             async with broker() as channel:
-                await declare_topology(channel, service.queue, "classic", 5)
+                await declare_topology(channel.connection, Topology(service.queue))
                 service.start()
                 service.wait_consuming()
                 await asyncio.sleep(1.0)  # let the first connections open (warm-up)
@@ -342,7 +342,7 @@ async def bench_fanout(args: argparse.Namespace, sink: bench_sink.Sink, out: Res
     subs = subscriptions(sink_url, args.fanout)
     service = Service(sink.cafile, args.prefetch, args.log_dir / "fanout.log")
     async with broker() as channel:
-        await declare_topology(channel, service.queue, "classic", 5)
+        await declare_topology(channel.connection, Topology(service.queue))
         service.start()
         service.wait_consuming()
         baseline_rss = service.peak_rss_mb()

@@ -43,11 +43,11 @@ from script_support import (
     run_script,
 )
 
-from push_service.broker import declare_topology
 from push_service.config import URGENCIES, Settings
 from push_service.endpoints import EndpointPolicy
 from push_service.errors import ValidationError
 from push_service.models import Notification, parse_notification
+from push_service.topology import QueueNotDurable, Topology, declare_topology
 
 # --- the message --------------------------------------------------------------------------
 
@@ -150,10 +150,9 @@ async def ensure_queue(connection: AbstractConnection, target: Target, declare: 
     channel = await connection.channel()
     try:
         if declare:
-            s = target.settings
-            await declare_topology(
-                channel, target.queue, s.rabbitmq_queue_type, s.max_delivery_attempts
-            )
+            topology = Topology(target.queue, target.settings.rabbitmq_queue_type)
+            for warning in await declare_topology(connection, topology):
+                print(f"warning: {warning}", file=sys.stderr)
         else:
             await channel.queue_declare(target.queue, passive=True)
     except aiormq.exceptions.ChannelNotFoundEntity:
@@ -161,8 +160,8 @@ async def ensure_queue(connection: AbstractConnection, target: Target, declare: 
             f"queue {target.queue!r} does not exist at {target.shown_url} "
             "(start the service first, or pass --declare)"
         ) from None
-    except aiormq.exceptions.ChannelPreconditionFailed as exc:
-        raise ScriptError(f"queue {target.queue!r} exists with other arguments: {exc}") from None
+    except QueueNotDurable as exc:
+        raise ScriptError(str(exc)) from None
     finally:
         if not channel.is_closed:
             await channel.close()

@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
+import aiohttp
 import pytest
 import redis.asyncio as redis
 
@@ -42,6 +43,12 @@ async def redis_client() -> AsyncIterator[redis.Redis]:
 
 
 @pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as session:
+        yield session
+
+
+@pytest.fixture
 async def pushserver() -> AsyncIterator[PushServer]:
     async with push_server() as server:
         yield server
@@ -67,7 +74,7 @@ async def service_factory(
     for service in services:
         await service.stop()
     for service in services:
-        await rabbit.delete(service.queue, f"{service.queue}.dlq")
+        await rabbit.delete(*service.queues)
         async for key in redis_client.scan_iter(match=f"{service.prefix}*", count=1000):
             with contextlib.suppress(Exception):
                 await redis_client.delete(key)

@@ -24,9 +24,14 @@ import aiohttp
 import aiormq
 import orjson
 from aiohttp import web
+from multidict import CIMultiDictProxy
 from pamqp import commands as spec
+from yarl import URL
 
+from push_service.config import Settings
+from push_service.parking import Ladder
 from push_service.status import StatusStore, connect, to_record
+from push_service.topology import Topology
 from push_service.vapid import generate_private_key, private_key_raw_b64, public_key_b64
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,6 +80,43 @@ class VapidPair:
     def generate(cls) -> VapidPair:
         key = generate_private_key()
         return cls(private_key_raw_b64(key), public_key_b64(key))
+
+
+# --- HTTP answers ------------------------------------------------------------------------
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: CIMultiDictProxy[str]
+    text: str
+
+    @property
+    def json(self) -> Any:
+        return orjson.loads(self.text)
+
+
+async def call(
+    session: aiohttp.ClientSession,
+    method: str,
+    url: str | URL,
+    **kwargs: Any,
+) -> Answer:
+    kwargs.setdefault("allow_redirects", False)
+    async with session.request(method, url, **kwargs) as response:
+        return Answer(response.status, response.headers, await response.text())
+
+
+def assert_error(answer: Answer, status: int, code: str | None = None, what: str = "") -> None:
+    """A refusal: the status, a JSON body naming the error and saying what is wrong."""
+    assert answer.status == status, f"{what}: {answer.status} {answer.text}"
+    assert answer.headers["Content-Type"].startswith("application/json"), what
+    body = answer.json
+    assert isinstance(body, dict), what
+    assert isinstance(body.get("error"), str) and body["error"], f"{what}: {body}"
+    assert isinstance(body.get("detail"), str) and body["detail"], f"{what}: {body}"
+    if code is not None:
+        assert body["error"] == code, f"{what}: {body}"
 
 
 # --- status records ---------------------------------------------------------------------
@@ -325,6 +367,14 @@ class Service:
     def prefix(self) -> str:
         return self.env["REDIS_KEY_PREFIX"]
 
+    @property
+    def queues(self) -> list[str]:
+        """Every queue the service declares: main, dead letters and delay steps."""
+        settings = Settings.from_env(self.env, env_file=None)
+        topology = Topology(self.queue, settings.rabbitmq_queue_type)
+        delays = Ladder(settings.push_retry_ladder_seconds).queues(topology)
+        return [self.queue, topology.dead_letter_queue, *delays]
+
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
@@ -394,7 +444,6 @@ def service_env(tmp_path: Path, vapid: VapidPair, **overrides: str) -> dict[str,
             "VAPID_EMAIL": "ops@example.com",
             "PUSH_ALLOW_HTTP": "true",
             "PUSH_ENDPOINT_ALLOWLIST": "localhost,127.0.0.1",
-            "PUSH_RETRY_MAX_SECONDS": "10",
             "SHUTDOWN_GRACE_SECONDS": "10",
             "PYTHONUNBUFFERED": "1",
         }

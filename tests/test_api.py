@@ -6,12 +6,12 @@ RabbitMQ and Redis; deliveries go to web-push-testing, which decrypts them.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -20,15 +20,17 @@ import pytest
 import redis.asyncio as redis
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from multidict import CIMultiDictProxy
 from yarl import URL
 
 from tests.conftest import ServiceFactory
 from tests.support import (
+    Answer,
     PushServer,
     Rabbit,
     Service,
     VapidPair,
+    assert_error,
+    call,
     free_port,
     unique,
     wait_until,
@@ -38,34 +40,6 @@ pytestmark = pytest.mark.e2e
 
 WELCOME_TITLE = "Welcome from the API test"
 SUBSCRIBED = {"status": "ok", "message": "Subscription received and queued."}
-
-
-@dataclass
-class Answer:
-    status: int
-    headers: CIMultiDictProxy[str]
-    text: str
-
-    @property
-    def json(self) -> Any:
-        return orjson.loads(self.text)
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as session:
-        yield session
-
-
-async def call(
-    session: aiohttp.ClientSession,
-    method: str,
-    url: str | URL,
-    **kwargs: Any,
-) -> Answer:
-    kwargs.setdefault("allow_redirects", False)
-    async with session.request(method, url, **kwargs) as response:
-        return Answer(response.status, response.headers, await response.text())
 
 
 async def subscribe(
@@ -93,18 +67,6 @@ def browser_keys() -> dict[str, str]:
         .public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
     )
     return {"p256dh": b64url(point), "auth": b64url(os.urandom(16))}
-
-
-def assert_error(answer: Answer, status: int, code: str | None = None, what: str = "") -> None:
-    """A refusal: the status, a JSON body naming the error and saying what is wrong."""
-    assert answer.status == status, f"{what}: {answer.status} {answer.text}"
-    assert answer.headers["Content-Type"].startswith("application/json"), what
-    body = answer.json
-    assert isinstance(body, dict), what
-    assert isinstance(body.get("error"), str) and body["error"], f"{what}: {body}"
-    assert isinstance(body.get("detail"), str) and body["detail"], f"{what}: {body}"
-    if code is not None:
-        assert body["error"] == code, f"{what}: {body}"
 
 
 async def notification_keys(redis_client: redis.Redis, service: Service) -> list[str]:
@@ -250,7 +212,10 @@ async def test_subscribe_queues_a_welcome_notification_that_is_delivered(
     record = await final_record(http, service, notification_id)
     assert record["status"] == "sent"
     assert record["user_id"] == "user-42"
-    assert record["devices"][0]["endpoint"] == subscription["endpoint"]
+    assert record["user_verified"] is False  # anonymous: only claimed, never reported
+    origin = str(URL(subscription["endpoint"]).origin()).rstrip("/")
+    assert record["devices"][0]["origin"] == origin
+    assert "endpoint" not in record["devices"][0]
     received = await pushserver.messages(client_hash)
     assert len(received) == 1
     welcome = received[0]
@@ -586,3 +551,55 @@ async def test_test_page_is_served_with_csp_and_nothing_else_is(
         answer = await call(http, "GET", URL(f"{service.base_url}{path}", encoded=True))
         assert answer.status == 404, f"{path}: {answer.status}"
         assert "[metadata]" not in answer.text and "import" not in answer.text, path
+
+
+# --- the public port holds up -------------------------------------------------------------
+
+
+async def test_a_trickling_body_is_cut_off_after_the_read_timeout(
+    service_factory: ServiceFactory,
+) -> None:
+    service = await service_factory(HTTP_READ_TIMEOUT_SECONDS="2")
+    reader, writer = await asyncio.open_connection("127.0.0.1", service.port)
+    try:
+        started = time.monotonic()
+        writer.write(
+            b"POST /subscribe HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
+        )
+        await writer.drain()
+        async with asyncio.timeout(60):
+            answer = await reader.read()  # until the server closes the connection
+        elapsed = time.monotonic() - started
+    finally:
+        writer.close()
+    status_line, _, rest = answer.partition(b"\r\n")
+    assert status_line == b"HTTP/1.1 408 ", answer
+    assert b'"error":"request_timeout"' in rest
+    # Cut off after the timeout (2 s), not at once and not much later; wide margin for a
+    # busy machine.
+    assert 1.5 <= elapsed < 20, elapsed
+
+
+async def test_answers_carry_nosniff_and_a_fitting_cache_control(
+    service_factory: ServiceFactory, http: aiohttp.ClientSession
+) -> None:
+    service = await service_factory(MAX_REQUEST_BYTES="1024")
+    base = service.base_url
+    expected: list[tuple[str, str, dict[str, Any], int, str]] = [
+        ("GET", "/health", {}, 200, "no-store"),
+        ("GET", "/ready", {}, 200, "no-store"),
+        ("GET", "/vapid_public_key", {}, 200, "no-cache"),
+        ("GET", "/openapi.json", {}, 200, "no-cache"),
+        ("GET", "/notifications/unknown-id", {}, 404, "no-store"),
+        ("GET", "/no/such/path", {}, 404, "no-store"),
+        ("DELETE", "/subscribe", {}, 405, "no-store"),
+        ("POST", "/subscribe", {"json": {"endpoint": 1}}, 422, "no-store"),
+        ("POST", "/subscribe", {"data": b"x" * 2000}, 413, "no-store"),
+        ("GET", "/metrics", {}, 200, "no-store"),
+    ]
+    for method, path, kwargs, status, cache in expected:
+        answer = await call(http, method, f"{base}{path}", **kwargs)
+        assert answer.status == status, (path, answer.text)
+        assert answer.headers["X-Content-Type-Options"] == "nosniff", path
+        assert answer.headers["Cache-Control"] == cache, path

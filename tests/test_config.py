@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from push_service.config import DEFAULT_ALLOWLIST, Settings, read_env_file, redact_url
+from push_service.config import (
+    DEFAULT_ALLOWLIST,
+    DEFAULT_LADDER,
+    REMOVED,
+    Settings,
+    read_env_file,
+    redact_url,
+)
 from push_service.errors import ConfigError
 
 
@@ -83,7 +90,13 @@ def test_empty_allowlist_variable_means_nothing_allowed_not_default() -> None:
         ("SHUTDOWN_GRACE_SECONDS", "soon"),
         ("SHUTDOWN_GRACE_SECONDS", "-1"),
         ("SHUTDOWN_GRACE_SECONDS", "nan"),
-        ("PUSH_RETRY_MAX_SECONDS", "inf"),
+        ("PUSH_RETRY_WINDOW_SECONDS", "inf"),
+        ("PUSH_RETRY_LADDER_SECONDS", "1,soon"),
+        ("PUSH_RETRY_LADDER_SECONDS", "0"),
+        ("PUSH_RETRY_LADDER_SECONDS", "1,nan"),
+        ("PUSH_RETRY_LADDER_SECONDS", "3000000"),
+        ("PUSH_CIRCUIT_FAILURES", "0"),
+        ("PUSH_ORIGIN_CONCURRENCY", "0"),
         ("CONSUMER_PREFETCH", "0"),
         ("STATUS_TTL_SECONDS", "10"),
         ("RABBITMQ_QUEUE_TYPE", "stream"),
@@ -141,12 +154,12 @@ def test_env_file_syntax_error_names_file_and_line(tmp_path: Path) -> None:
 def test_repr_masks_private_key_and_url_passwords() -> None:
     s = load(
         VAPID_PRIVATE_KEY="c2VjcmV0LXByaXZhdGUta2V5LXZhbHVl",
-        RABBITMQ_URL="amqp://user:secret@host:5672/vh",
+        RABBITMQ_URL="amqp://user:amqppass@host:5672/vh",
         REDIS_URL="redis://:redispass@[::1]:6379/0",
         USER_SERVICE_URL="https://svc:userpass@users.example",
     )
     text = repr(s)
-    for secret in ("c2VjcmV0LXByaXZhdGUta2V5LXZhbHVl", "secret", "redispass", "userpass"):
+    for secret in ("c2VjcmV0LXByaXZhdGUta2V5LXZhbHVl", "amqppass", "redispass", "userpass"):
         assert secret not in text
     assert "host:5672" in text and "[::1]:6379" in text
     assert str(s) == text
@@ -190,6 +203,75 @@ def test_the_shipped_env_example_loads_as_the_defaults() -> None:
     for field in dataclasses.fields(Settings):
         if field.name != "vapid_email":
             assert getattr(from_example, field.name) == getattr(defaults, field.name), field.name
+
+
+# --- the peer-service API and subscriber identity -------------------------------------------
+
+TOKEN = "peer-token-0123456789abcdef"
+
+
+def test_api_settings_defaults_and_values() -> None:
+    s = load()
+    assert s.api_tokens == () and s.metrics_port == 0
+    assert s.http_read_timeout_seconds > 0
+    assert s.subscribe_jwt_user_claim == "sub" and not s.subscribe_jwt_required
+    s = load(
+        API_TOKENS=f" {TOKEN} ,other-token-0123456789",
+        METRICS_PORT="9464",
+        HTTP_READ_TIMEOUT_SECONDS="3",
+        SUBSCRIBE_JWT_SECRET="x" * 32,
+        SUBSCRIBE_JWT_AUDIENCE="push,web",
+        SUBSCRIBE_JWT_REQUIRED="true",
+    )
+    assert s.api_tokens == (TOKEN, "other-token-0123456789")
+    assert s.metrics_port == 9464 and s.http_read_timeout_seconds == 3.0
+    assert s.subscribe_jwt_audience == ("push", "web") and s.subscribe_jwt_required
+
+
+def test_repr_masks_api_tokens_and_the_jwt_secret() -> None:
+    shown = repr(load(API_TOKENS=TOKEN, SUBSCRIBE_JWT_SECRET="jwt-secret-" + "y" * 30))
+    assert TOKEN not in shown and "jwt-secret" not in shown
+    assert "api_tokens='***'" in shown and "subscribe_jwt_secret='***'" in shown
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"API_TOKENS": "short-token"}, "API_TOKENS: token 1 is shorter"),
+        ({"API_TOKENS": f"{TOKEN},has space 0123456789"}, "API_TOKENS: token 2 has characters"),
+        ({"METRICS_PORT": "3004"}, "METRICS_PORT must differ from PORT"),
+        ({"METRICS_PORT": "70000"}, "METRICS_PORT"),
+        ({"HTTP_READ_TIMEOUT_SECONDS": "0"}, "HTTP_READ_TIMEOUT_SECONDS"),
+        ({"SUBSCRIBE_JWT_SECRET": "too-short"}, "SUBSCRIBE_JWT_SECRET must be at least 32"),
+        (
+            {"SUBSCRIBE_JWT_SECRET": "x" * 32, "SUBSCRIBE_JWT_JWKS_FILE": "/k.json"},
+            "set only one of SUBSCRIBE_JWT_SECRET, SUBSCRIBE_JWT_JWKS_FILE",
+        ),
+        ({"SUBSCRIBE_JWT_AUDIENCE": "push"}, "SUBSCRIBE_JWT_AUDIENCE needs a key"),
+        ({"SUBSCRIBE_JWT_REQUIRED": "true"}, "SUBSCRIBE_JWT_REQUIRED needs a key"),
+    ],
+)
+def test_bad_api_settings_fail_naming_the_variable(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as refused:
+        load(**env)
+    assert "has space" not in str(refused.value)  # a token is never echoed
+
+
+def test_the_retry_ladder_is_sorted_and_deduplicated() -> None:
+    assert load(PUSH_RETRY_LADDER_SECONDS="30, 0.2,1,1").push_retry_ladder_seconds == (
+        0.2,
+        1.0,
+        30.0,
+    )
+    assert load().push_retry_ladder_seconds == DEFAULT_LADDER
+
+
+@pytest.mark.parametrize("name", sorted(REMOVED))
+def test_a_removed_variable_is_a_warning_naming_it(name: str) -> None:
+    settings = load(**{name: "60"})
+    assert len(settings.warnings) == 1
+    assert settings.warnings[0].startswith(f"{name} is no longer used")
+    assert load().warnings == ()
 
 
 # --- payload format (issue 14) -----------------------------------------------------------

@@ -19,11 +19,13 @@ import pytest
 import redis.asyncio as redis
 from aiohttp import web
 
-from push_service.delivery import Delivery
+from push_service.circuits import CircuitPolicy, Circuits
+from push_service.delivery import Delivery, fingerprint
 from push_service.endpoints import EndpointPolicy
 from push_service.metrics import Metrics
 from push_service.models import MAX_PLAINTEXT_BYTES, Notification, device_key, parse_notification
-from push_service.retry import RetryPolicy
+from push_service.pusher import Pusher
+from push_service.retry import PushRetryPolicy, RetryPolicy
 from push_service.status import DeviceOutcome, StatusStore
 from push_service.users import UserServiceClient
 from push_service.vapid import VapidSigner, generate_private_key
@@ -41,6 +43,7 @@ from tests.support import (
 POLICY = EndpointPolicy(("127.0.0.1",), allow_http=True)
 DEACTIVATE_PATH = "/api/v1/push-subscriptions/deactivate"
 QUICK = RetryPolicy(max_tries=3, max_seconds=5.0, base_delay=0.01, max_delay=0.05)
+QUICK_PUSH = PushRetryPolicy(max_tries=3, in_process_seconds=5.0, base_delay=0.01, max_delay=0.05)
 
 
 # --- a push service that answers per endpoint path ----------------------------------------
@@ -107,6 +110,9 @@ class Rig:
     store: StatusStore
     metrics: Metrics
 
+    async def deliver(self, n: Notification) -> str:
+        return (await self.delivery.deliver(n)).status
+
     async def record(self, notification_id: str) -> dict[str, Any]:
         record = await self.store.get(notification_id)
         assert record is not None, f"no status record for {notification_id}"
@@ -121,7 +127,7 @@ class Rig:
 
 @pytest.fixture
 async def rig(store: StatusStore, user_service: StubServer) -> AsyncIterator[Rig]:
-    """A Delivery wired as Runtime._delivery wires it, with quick retries."""
+    """A Delivery wired as the Runtime wires it, with quick retries."""
     metrics = Metrics()
     signer = VapidSigner(generate_private_key(), "mailto:ops@example.com")
     async with (
@@ -129,14 +135,11 @@ async def rig(store: StatusStore, user_service: StubServer) -> AsyncIterator[Rig
         aiohttp.ClientSession() as user_session,
     ):
         users = UserServiceClient(user_session, user_service.base_url, DEACTIVATE_PATH, QUICK)
+        sender = WebPushSender(push_session, signer, POLICY)
+        circuits = Circuits(CircuitPolicy())
+        pusher = Pusher(sender, circuits, users, metrics, QUICK_PUSH, 64)
         delivery = Delivery(
-            WebPushSender(push_session, signer, POLICY),
-            store,
-            users,
-            metrics,
-            push_retry=QUICK,
-            default_ttl=3600,
-            concurrency=64,
+            pusher, store, metrics, default_ttl=3600, retry_window=86400, concurrency=64
         )
         yield Rig(delivery, store, metrics)
 
@@ -171,7 +174,7 @@ async def test_mixed_answers_record_each_device_and_report_the_gone_one(
     gone = pushes.answer("gone", 410)
     n = notification([ok, gone])
 
-    assert await rig.delivery.deliver(n) == "sent"
+    assert await rig.deliver(n) == "sent"
 
     record = await rig.record(n.notification_id)
     assert record["status"] == "sent"
@@ -217,9 +220,9 @@ async def test_delivering_twice_pushes_each_device_once(
     endpoints = [pushes.endpoint("a"), pushes.endpoint("b"), pushes.answer("c", 404)]
     n = notification(endpoints)
 
-    first = await rig.delivery.deliver(n)
+    first = await rig.deliver(n)
     before = await rig.record(n.notification_id)
-    second = await rig.delivery.deliver(n)
+    second = await rig.deliver(n)
 
     assert first == second == "sent"
     assert pushes.hits == {"/push/a": 1, "/push/b": 1, "/push/c": 1}
@@ -235,11 +238,14 @@ async def test_redelivery_after_a_partial_run_pushes_only_the_missing_device(
     done, missing = pushes.endpoint("done"), pushes.endpoint("missing")
     n = notification([done, missing])
     # A crash after one device's outcome was stored: begun, one outcome recorded.
-    await rig.store.begin(n.notification_id, n.user_id, 2)
+    deadline = time.time() + 3600
+    await rig.store.begin(
+        n.notification_id, n.user_id, 2, fingerprint=fingerprint(n), deadline=deadline
+    )
     earlier = DeviceOutcome(device_key(done), done, "sent", 201, None, 1)
     assert await rig.store.record(n.notification_id, [earlier]) == "processing"
 
-    assert await rig.delivery.deliver(n) == "sent"
+    assert await rig.deliver(n) == "sent"
 
     assert pushes.hits == {"/push/missing": 1}
     record = await rig.record(n.notification_id)
@@ -253,10 +259,10 @@ async def test_same_id_with_an_extra_device_pushes_only_the_new_device(
     old, new = pushes.endpoint("old"), pushes.endpoint("new")
     keys: dict[str, dict[str, str]] = {}
     first = notification([old], keys=keys)
-    assert await rig.delivery.deliver(first) == "sent"
+    assert await rig.deliver(first) == "sent"
 
     again = notification([old, new], first.notification_id, keys=keys)
-    assert await rig.delivery.deliver(again) == "sent"
+    assert await rig.deliver(again) == "sent"
 
     assert pushes.hits == {"/push/old": 1, "/push/new": 1}
     record = await rig.record(first.notification_id)
@@ -271,7 +277,7 @@ async def test_payload_over_the_limit_fails_every_device_without_a_request(
     n = notification(endpoints, data={"blob": "x" * MAX_PLAINTEXT_BYTES})
     assert len(n.payload) > MAX_PLAINTEXT_BYTES
 
-    assert await rig.delivery.deliver(n) == "failed"
+    assert await rig.deliver(n) == "failed"
 
     assert pushes.hits == {}
     record = await rig.record(n.notification_id)
@@ -298,7 +304,7 @@ async def test_payload_limit_boundary(
     n = notification([endpoint], sized.notification_id, data={"pad": "x" * pad})
     assert len(n.payload) == size
 
-    assert await rig.delivery.deliver(n) == status
+    assert await rig.deliver(n) == status
 
     if status == "sent":
         assert pushes.hits == {"/push/edge": 1}
@@ -317,7 +323,7 @@ async def test_a_refused_endpoint_is_recorded_and_the_other_device_pushed(
     n = notification([allowed, refused])
     assert [r.endpoint for r in n.rejected] == [refused]
 
-    assert await rig.delivery.deliver(n) == "sent"
+    assert await rig.deliver(n) == "sent"
 
     assert pushes.hits == {"/push/fine": 1}
     record = await rig.record(n.notification_id)
@@ -340,7 +346,7 @@ async def test_vapid_rejection_fails_without_deactivation(
     endpoint = pushes.answer("auth", status)
     n = notification([endpoint])
 
-    assert await rig.delivery.deliver(n) == "failed"
+    assert await rig.deliver(n) == "failed"
 
     device = await rig.device(n.notification_id, endpoint)
     assert (device["status"], device["http_status"], device["reason"]) == (
@@ -361,7 +367,7 @@ async def test_transient_answers_are_retried_and_permanent_ones_are_not(
     bad = pushes.answer("bad", 400, 201)
     n = notification([flaky, bad])
 
-    assert await rig.delivery.deliver(n) == "sent"
+    assert await rig.deliver(n) == "sent"
 
     assert pushes.hits == {"/push/flaky": 3, "/push/bad": 1}
     assert (await rig.device(n.notification_id, flaky))["attempts"] == 3
@@ -381,7 +387,7 @@ async def test_fan_out_to_300_devices_pushes_each_exactly_once(
     n = notification(endpoints)
     started = time.monotonic()
 
-    assert await rig.delivery.deliver(n) == "sent"
+    assert await rig.deliver(n) == "sent"
 
     assert time.monotonic() - started < 10
     assert pushes.hits == Counter({f"/push/d{i}": 1 for i in range(300)})

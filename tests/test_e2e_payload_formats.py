@@ -58,7 +58,7 @@ async def test_the_default_format_comes_from_push_payload_format(
 ) -> None:
     service = await service_factory(PUSH_PAYLOAD_FORMAT="declarative")
     subscription, client_hash = await pushserver.subscribe(vapid.public)
-    plain = {
+    plain: dict[str, Any] = {
         "notification_id": unique("n"),
         "devices": [subscription],
         "title": "Hello",
@@ -71,7 +71,7 @@ async def test_the_default_format_comes_from_push_payload_format(
     assert received["notification"]["navigate"] == "https://example.com/"
 
 
-INVALID = [
+INVALID: list[tuple[dict[str, Any], str]] = [
     ({"payload_format": "declarative", "action_url": None}, "missing_field"),
     ({"renotify": True, "tag": None}, "invalid_combination"),
     ({"actions": [{"action": f"a{i}", "title": "A"} for i in range(3)]}, "too_many_actions"),

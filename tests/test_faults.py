@@ -16,6 +16,7 @@ import aiohttp
 import pytest
 import redis.asyncio as redis
 
+from push_service.topology import Topology, declare_topology
 from tests.conftest import ServiceFactory
 from tests.support import (
     Rabbit,
@@ -172,7 +173,6 @@ async def test_503_forever_fails_within_the_bound(
         redis_client,
         [(503, {})],
         PUSH_RETRY_MAX_TRIES="4",
-        PUSH_RETRY_MAX_SECONDS="5",
     )
     assert done["status"] == "failed"
     assert done["devices"][0]["reason"] == "transient"
@@ -348,12 +348,9 @@ async def test_a_message_redelivered_too_often_is_dead_lettered(
     """A message whose handling keeps failing (here: returned to the queue unacked by a
     consumer that 'crashed') is dead-lettered once over MAX_DELIVERY_ATTEMPTS, with a reason,
     instead of being pushed or looping forever."""
-    from push_service.broker import declare_topology
-
     async with push_sink() as sink:
         queue = unique("redeliver")
-        channel = await rabbit._channel()
-        await declare_topology(channel, queue, queue_type, limit)
+        await declare_topology(rabbit.connection, Topology(queue, queue_type))
         notification_id = unique("r")
         await rabbit.publish(
             queue, notification(notification_id, sink.endpoint(notification_id), device_keys())

@@ -15,10 +15,10 @@ from typing import Any
 import orjson
 import pytest
 
-from push_service.broker import declare_topology
 from push_service.config import Settings
 from push_service.endpoints import EndpointPolicy
 from push_service.models import parse_notification
+from push_service.topology import Topology, declare_topology
 from push_service.vapid import generate_private_key, load_private_key, public_key_b64
 from tests.conftest import ServiceFactory
 from tests.support import RABBITMQ_URL, ROOT, Rabbit, free_port, unique, wait_until
@@ -92,8 +92,7 @@ def fake_subscription(endpoint: str) -> dict[str, Any]:
 async def queue(rabbit: Rabbit) -> AsyncIterator[str]:
     """A unique queue declared exactly as the service declares it; deleted afterwards."""
     name = unique("test.scripts")
-    channel = await rabbit._channel()
-    await declare_topology(channel, name, "classic", 5)
+    await declare_topology(rabbit.connection, Topology(name))
     yield name
     await rabbit.delete(name, f"{name}.dlq")
 
@@ -325,7 +324,7 @@ async def test_publish_to_a_missing_queue_fails_unless_declared(
         assert await rabbit.count(name) == 1
         assert await rabbit.count(f"{name}.dlq") == 0
         # Declared with the service's arguments: declaring it the service's way again agrees.
-        await declare_topology(await rabbit._channel(), name, "classic", 5)
+        assert await declare_topology(rabbit.connection, Topology(name)) == []
     finally:
         await rabbit.delete(name, f"{name}.dlq")
 

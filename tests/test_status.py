@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 
 import orjson
 import pytest
 
-from push_service import status
+from push_service.errors import DuplicateNotification
 from push_service.status import (
     MAX_CONNECTIONS,
     DeviceOutcome,
+    DeviceRetry,
     RedisUnavailable,
     StatusStore,
     connect,
+    scripts,
     to_record,
 )
 from tests.support import free_port, status_store, unique
@@ -28,6 +31,25 @@ async def store() -> AsyncIterator[StatusStore]:
         yield store
 
 
+async def begin(
+    store: StatusStore,
+    notification_id: str,
+    user_id: str | None = "u",
+    total: int = 1,
+    fingerprint: str = "fp-1",
+    deadline: float | None = None,
+) -> set[str]:
+    """`StatusStore.begin` for one notification; returns the devices already done."""
+    begun = await store.begin(
+        notification_id,
+        user_id,
+        total,
+        fingerprint=fingerprint,
+        deadline=time.time() + 3600 if deadline is None else deadline,
+    )
+    return set(begun.done)
+
+
 def sent(device: str, attempts: int = 1) -> DeviceOutcome:
     return DeviceOutcome(device, f"https://push.example/{device}", "sent", 201, None, attempts)
 
@@ -39,7 +61,7 @@ def failed(device: str, reason: str = "subscription_gone") -> DeviceOutcome:
 
 
 async def test_begin_creates_a_processing_record(store: StatusStore) -> None:
-    assert await store.begin("n1", "user-1", 2) == set()
+    assert await begin(store, "n1", "user-1", 2) == set()
     record = await store.get("n1")
     assert record is not None
     assert record["status"] == "processing"
@@ -56,7 +78,7 @@ async def test_unknown_notification_is_none(store: StatusStore) -> None:
 
 
 async def test_status_is_derived_from_the_counts(store: StatusStore) -> None:
-    await store.begin("n2", None, 3)
+    await begin(store, "n2", None, 3)
     assert await store.record("n2", [sent("a")]) == "processing"  # work still under way
     assert await store.record("n2", [failed("b")]) == "processing"
     assert await store.record("n2", [failed("c")]) == "sent"  # one accepted: sent
@@ -68,7 +90,7 @@ async def test_status_is_derived_from_the_counts(store: StatusStore) -> None:
 
 
 async def test_all_failed_is_failed(store: StatusStore) -> None:
-    await store.begin("n3", "u", 2)
+    await begin(store, "n3", "u", 2)
     assert await store.record("n3", [failed("a"), failed("b", "rejected")]) == "failed"
     record = await store.get("n3")
     assert record is not None
@@ -89,7 +111,7 @@ async def test_all_failed_is_failed(store: StatusStore) -> None:
 
 
 async def test_first_outcome_per_device_wins(store: StatusStore) -> None:
-    await store.begin("n4", "u", 2)
+    await begin(store, "n4", "u", 2)
     await store.record("n4", [sent("a")])
     assert await store.record("n4", [failed("a")]) == "processing"  # no double count
     await store.record("n4", [failed("b"), failed("b")])
@@ -101,13 +123,13 @@ async def test_first_outcome_per_device_wins(store: StatusStore) -> None:
 
 
 async def test_redelivery_returns_done_devices_and_keeps_status(store: StatusStore) -> None:
-    await store.begin("n5", "u", 2)
+    await begin(store, "n5", "u", 2)
     await store.record("n5", [sent("a")])
-    assert await store.begin("n5", "u", 2) == {"a"}
+    assert await begin(store, "n5", "u", 2) == {"a"}
     await store.record("n5", [sent("b")])
     assert (await store.get("n5") or {})["status"] == "sent"
     # A late redelivery of finished work never moves it back to processing.
-    assert await store.begin("n5", "u", 2) == {"a", "b"}
+    assert await begin(store, "n5", "u", 2) == {"a", "b"}
     record = await store.get("n5")
     assert record is not None
     assert record["status"] == "sent" and record["sent"] == 2
@@ -123,7 +145,7 @@ async def test_fail_marks_failed_but_never_overrides_sent(store: StatusStore) ->
     assert record["notification_id"] == "bad-1"
     assert record["created_at"] and record["completed_at"]
 
-    await store.begin("n6", "u", 1)
+    await begin(store, "n6", "u", 1)
     await store.record("n6", [sent("a")])
     assert await store.fail("n6", "late") == "sent"
     record = await store.get("n6")
@@ -135,7 +157,7 @@ async def test_a_valid_message_after_a_dead_lettered_one_completes_the_record(
     store: StatusStore,
 ) -> None:
     await store.fail("n11", "invalid_json: body is not valid JSON")
-    assert await store.begin("n11", "user-11", 1) == set()
+    assert await begin(store, "n11", "user-11", 1) == set()
     assert await store.record("n11", [sent("a")]) == "sent"
     record = await store.get("n11")
     assert record is not None
@@ -147,7 +169,7 @@ async def test_a_burst_of_reads_waits_for_connections_instead_of_failing(
     store: StatusStore,
 ) -> None:
     # More callers at once than the pool has connections (GET /notifications under load).
-    await store.begin("n12", "u", 1)
+    await begin(store, "n12", "u", 1)
     records = await asyncio.gather(*(store.get("n12") for _ in range(3 * MAX_CONNECTIONS)))
     assert all(record is not None and record["status"] == "processing" for record in records)
 
@@ -159,7 +181,7 @@ async def test_fail_reason_is_bounded(store: StatusStore) -> None:
 
 
 async def test_records_expire(store: StatusStore) -> None:
-    await store.begin("n8", "u", 1)
+    await begin(store, "n8", "u", 1)
     ttl = await store.client.ttl(store.key("n8"))
     assert TTL - 5 <= ttl <= TTL
     await store.client.expire(store.key("n8"), 10)
@@ -170,7 +192,7 @@ async def test_records_expire(store: StatusStore) -> None:
 
 
 async def test_key_layout_is_readable_by_peers(store: StatusStore) -> None:
-    await store.begin("n10", "u", 1)
+    await begin(store, "n10", "u", 1)
     await store.record("n10", [sent("dev1")])
     raw = await store.client.hgetall(f"{store.prefix}notification:n10")
     assert raw["status"] == "sent"
@@ -178,7 +200,7 @@ async def test_key_layout_is_readable_by_peers(store: StatusStore) -> None:
 
 
 async def test_concurrent_records_count_each_device_once(store: StatusStore) -> None:
-    await store.begin("n11", "u", 50)
+    await begin(store, "n11", "u", 50)
     outcomes = [sent(f"d{i % 25}") for i in range(50)] + [failed(f"f{i}") for i in range(25)]
     await asyncio.gather(*(store.record("n11", [o]) for o in outcomes))
     record = await store.get("n11")
@@ -197,11 +219,11 @@ async def test_count_delivery_increments_and_expires(store: StatusStore) -> None
 async def test_scripts_unknown_to_redis_are_loaded_and_resent(store: StatusStore) -> None:
     """After a Redis restart or failover the script cache is empty (NOSCRIPT)."""
     marker = unique("fresh")
-    store._begin = store.client.register_script(f"{status._BEGIN}\n-- {marker}")
-    store._record = store.client.register_script(f"{status._RECORD}\n-- {marker}")
+    store._begin = store.client.register_script(f"{scripts.BEGIN}\n-- {marker}")
+    store._record = store.client.register_script(f"{scripts.RECORD}\n-- {marker}")
     assert not any(await store.client.script_exists(store._begin.sha, store._record.sha))
     results = await asyncio.gather(
-        store.begin("ns1", "u", 1), store.begin("ns2", "u", 1), store.begin("ns3", "u", 1)
+        begin(store, "ns1", "u", 1), begin(store, "ns2", "u", 1), begin(store, "ns3", "u", 1)
     )
     assert list(results) == [set(), set(), set()]
     assert await store.record("ns1", [sent("a")]) == "sent"
@@ -213,9 +235,7 @@ async def test_unreachable_redis_fails_every_waiter() -> None:
     dead = StatusStore(client, prefix=unique("dead") + ":", ttl=TTL)
     try:
         results = await asyncio.wait_for(
-            asyncio.gather(
-                *(dead.begin(f"n{i}", None, 1) for i in range(5)), return_exceptions=True
-            ),
+            asyncio.gather(*(begin(dead, f"n{i}", None) for i in range(5)), return_exceptions=True),
             timeout=15,
         )
     finally:
@@ -241,3 +261,128 @@ def test_to_record_converts_counts_and_sorts_devices() -> None:
     record = to_record(raw)
     assert record["sent"] == 1 and record["user_id"] is None
     assert [d["device"] for d in record["devices"]] == ["a", "b"]
+
+
+def retry(device: str, wait: float = 60.0, attempts: int = 2) -> DeviceRetry:
+    return DeviceRetry(
+        device,
+        f"https://push.example/{device}",
+        time.time() + wait,
+        attempts,
+        "retry_after",
+        "HTTP 429",
+        429,
+    )
+
+
+async def test_a_retrying_device_keeps_the_notification_processing(store: StatusStore) -> None:
+    await begin(store, "r1", total=2)
+    assert await store.record("r1", [sent("a"), retry("b")]) == "processing"
+
+    record = await store.get("r1")
+    assert record is not None
+    assert (record["status"], record["sent"], record["failed"]) == ("processing", 1, 0)
+    waiting = next(d for d in record["devices"] if d["device"] == "b")
+    assert waiting["status"] == "retrying"
+    assert (waiting["attempts"], waiting["reason"], waiting["last_error"]) == (
+        2,
+        "retry_after",
+        "HTTP 429",
+    )
+    assert waiting["http_status"] == 429 and waiting["next_attempt_at"].endswith("Z")
+
+
+async def test_begin_returns_retrying_devices_and_a_later_retry_replaces_them(
+    store: StatusStore,
+) -> None:
+    await begin(store, "r2", total=1)
+    await store.record("r2", [retry("b", wait=30, attempts=1)])
+    await store.record("r2", [retry("b", wait=90, attempts=3)])
+
+    begun = await store.begin("r2", "u", 1, fingerprint="fp-1", deadline=time.time() + 60)
+    assert begun.done == frozenset()
+    assert set(begun.retrying) == {"b"}
+    assert begun.retrying["b"].attempts == 3
+    assert begun.retrying["b"].not_before == pytest.approx(time.time() + 90, abs=2)
+
+
+async def test_a_final_outcome_replaces_the_retry_and_a_late_retry_is_ignored(
+    store: StatusStore,
+) -> None:
+    await begin(store, "r3", total=1)
+    await store.record("r3", [retry("b")])
+    assert await store.record("r3", [sent("b", attempts=3)]) == "sent"
+    assert await store.record("r3", [retry("b")]) == "sent"  # a stale copy, after the fact
+
+    raw: dict[str, str] = await store.client.hgetall(store.key("r3"))  # type: ignore[assignment]
+    assert "r:b" not in raw and "d:b" in raw
+    record = to_record(raw)
+    assert [d["status"] for d in record["devices"]] == ["sent"]
+
+
+async def test_the_first_deadline_is_kept(store: StatusStore) -> None:
+    first = time.time() + 100
+    begun = await store.begin("r4", "u", 1, fingerprint="fp", deadline=first)
+    again = await store.begin("r4", "u", 1, fingerprint="fp", deadline=first + 500)
+    assert begun.new and not again.new
+    assert again.deadline == pytest.approx(first, abs=0.001)
+    record = await store.get("r4")
+    assert record is not None and record["deadline"].endswith("Z")
+    assert "fingerprint" not in record  # internal, not shown
+
+
+async def test_a_different_notification_under_the_same_id_is_refused(store: StatusStore) -> None:
+    await begin(store, "r5", fingerprint="shipped")
+    await store.record("r5", [sent("a")])
+
+    with pytest.raises(DuplicateNotification, match="r5"):
+        await begin(store, "r5", fingerprint="delivered")
+    assert await store.fail("r5", "duplicate_notification_id: taken") == "sent"
+
+    record = await store.get("r5")
+    assert record is not None
+    assert (record["status"], record["sent"], record["refused_messages"]) == ("sent", 1, 1)
+    assert record["last_refused_reason"].startswith("duplicate_notification_id")
+    assert await begin(store, "r5", fingerprint="shipped") == {"a"}  # the same one is fine
+
+
+async def test_a_dead_lettered_message_leaves_a_complete_record(store: StatusStore) -> None:
+    devices = [
+        DeviceOutcome(name, f"https://push.example/{name}", "failed", None, "invalid_title", 0)
+        for name in ("a", "b")
+    ]
+    assert await store.fail("r6", "invalid_title: title is required", devices) == "failed"
+
+    record = await store.get("r6")
+    assert record is not None
+    assert (record["status"], record["sent"], record["failed"], record["devices_total"]) == (
+        "failed",
+        0,
+        2,
+        2,
+    )
+    assert {d["device"] for d in record["devices"]} == {"a", "b"}
+    assert all(d["reason"] == "invalid_title" for d in record["devices"])
+
+
+async def test_a_fixed_message_takes_over_a_dead_lettered_record(store: StatusStore) -> None:
+    bad = DeviceOutcome("a", "https://push.example/a", "failed", None, "invalid_title", 0)
+    await store.fail("r7", "invalid_title: title is required", [bad])
+
+    assert await begin(store, "r7", total=1) == set()  # device "a" is not done: push it
+    assert await store.record("r7", [sent("a")]) == "sent"
+    record = await store.get("r7")
+    assert record is not None
+    assert (record["sent"], record["failed"], record["devices_total"]) == (1, 0, 1)
+    assert record["reason"].startswith("invalid_title")  # what happened first stays visible
+    assert [d["status"] for d in record["devices"]] == ["sent"]
+
+
+async def test_an_abandoned_notification_ends_with_the_reason(store: StatusStore) -> None:
+    await begin(store, "r8", total=2)
+    await store.record("r8", [sent("a")])
+    status = await store.fail("r8", "too_many_deliveries: 6", refused=False)
+    assert status == "sent"
+    record = await store.get("r8")
+    assert record is not None
+    assert record["reason"].startswith("too_many_deliveries") and record["completed_at"]

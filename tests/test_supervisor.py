@@ -10,6 +10,7 @@ from aiormq.abc import AbstractChannel
 
 from push_service.metrics import Metrics
 from push_service.supervisor import BrokerSupervisor
+from push_service.topology import Topology
 from tests.support import RABBITMQ_URL, Rabbit, rabbitmqctl, unique, wait_until
 
 
@@ -37,9 +38,7 @@ async def supervised(rabbit: Rabbit) -> AsyncIterator[tuple[BrokerSupervisor, Re
     recorder = Recorder()
     supervisor = BrokerSupervisor(
         RABBITMQ_URL,
-        queue=queue,
-        queue_type="classic",
-        max_deliveries=5,
+        topology=Topology(queue),
         attach=recorder.attach,
         drain=recorder.drain,
         metrics=Metrics(),
@@ -58,8 +57,8 @@ async def test_declares_topology_and_attaches(
     supervisor, recorder = supervised
     await wait_until(lambda: supervisor.consuming, 10, message="consuming")
     assert len(recorder.channels) == 1
-    assert await rabbit.count(supervisor.queue) == 0  # declared (passive declare succeeds)
-    assert await rabbit.count(f"{supervisor.queue}.dlq") == 0
+    assert await rabbit.count(supervisor.topology.queue) == 0  # declared (passive declare succeeds)
+    assert await rabbit.count(f"{supervisor.topology.queue}.dlq") == 0
 
 
 async def test_every_forced_disconnect_reconnects_promptly(

@@ -31,6 +31,8 @@ class Notification:
     urgency: str | None = None
     topic: str | None = None
     payload_format: PayloadFormat = "classic"
+    # False only for a user_id nobody vouched for (AMQP header x-push-user-verified).
+    user_verified: bool = True
 
 
 def decode_message(body: bytes) -> wire.NotificationMessage:

@@ -1,0 +1,53 @@
+"""Liveness, readiness and the VAPID public key: public, cheap, for probes and browsers."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from push_service import SERVICE_NAME, __version__
+from push_service.api.responses import REVALIDATE, json_response, utc_timestamp
+from push_service.api.services import ApiServices
+
+
+class HealthRoutes:
+    def __init__(self, services: ApiServices) -> None:
+        self.s = services
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/health", self.health),
+            Route("/ready", self.ready),
+            Route("/vapid_public_key", self.vapid_public_key),
+        ]
+
+    async def health(self, request: Request) -> Response:
+        state = await self.s.readiness()
+        return json_response(
+            {
+                "status": "healthy",
+                "service": SERVICE_NAME,
+                "version": __version__,
+                "timestamp": utc_timestamp(),
+                "dependencies": {
+                    "rabbitmq": {"connected": state["rabbitmq"], "consuming": state["consuming"]},
+                    "redis": {"connected": state["redis"]},
+                },
+                "in_flight_messages": state["in_flight"],
+            }
+        )
+
+    async def ready(self, request: Request) -> Response:
+        state = await self.s.readiness()
+        ready = state["consuming"] and state["redis"]
+        body = {
+            "status": "ready" if ready else "not_ready",
+            "rabbitmq": state["consuming"],
+            "redis": state["redis"],
+        }
+        return json_response(body, 200 if ready else 503)
+
+    async def vapid_public_key(self, request: Request) -> Response:
+        # Revalidated rather than cached for long: a rotated key must reach new subscribers.
+        return json_response({"public_key": self.s.vapid_public_key}, cache=REVALIDATE)

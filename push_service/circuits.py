@@ -1,0 +1,205 @@
+"""Isolation between push services: a circuit breaker and a request limit per origin.
+
+One push service going dark must not take the others down with it. Each origin
+(scheme, host, port) has a `Circuit`:
+- at most `concurrency` requests in flight; more wait for a slot, but only while the
+  push service keeps answering, so a dark one cannot hold every consumer slot;
+- closed: requests flow. `failures` transient failures in a row (timeouts, connection
+  errors, 5xx), or no answer at all for `stall_seconds` while requests are out, open it;
+- open: no requests; pushes are parked (without a request) until the cool-down ends;
+- half-open: one probe request; an answer closes the circuit, a failure opens it again
+  for twice as long, up to `max_open_seconds`.
+State is per process: each replica learns on its own, which also spreads the probes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from enum import IntEnum
+
+from push_service.errors import PushServiceUnavailable
+
+log = logging.getLogger(__name__)
+
+MAX_CIRCUITS = 10_000  # origins remembered; idle closed circuits are forgotten first
+
+
+class State(IntEnum):
+    CLOSED = 0
+    HALF_OPEN = 1
+    OPEN = 2
+
+
+@dataclass(frozen=True)
+class CircuitPolicy:
+    failures: int = 5
+    stall_seconds: float = 5.0
+    open_seconds: float = 5.0
+    max_open_seconds: float = 60.0
+    concurrency: int = 64
+    probe_seconds: float = 10.0  # how long a probe may take: the push timeout
+
+
+Listener = Callable[["Circuit", str], None]
+
+
+class Circuit:
+    def __init__(
+        self,
+        origin: str,
+        policy: CircuitPolicy,
+        listener: Listener,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.origin = origin
+        self.policy = policy
+        self.state = State.CLOSED
+        self._listener = listener
+        self._clock = clock
+        self._slots = asyncio.Semaphore(policy.concurrency)
+        self._failures = 0
+        self._cooldown = policy.open_seconds
+        self.open_until = 0.0
+        self._in_flight = 0
+        self._progress = clock()  # last answer, or when requests started going out
+        self._probing = False
+
+    @property
+    def idle(self) -> bool:
+        return self.state is State.CLOSED and self._in_flight == 0
+
+    def check(self) -> None:
+        """Raise PushServiceUnavailable if no request should go to this origin now."""
+        now = self._clock()
+        if self.state is State.CLOSED:
+            if not self._stalled(now):
+                return
+            self._open(now, f"no answer for {self.policy.stall_seconds:g}s")
+        if self.state is State.OPEN:
+            if now < self.open_until:
+                raise PushServiceUnavailable(f"circuit of {self.origin} is open", self.open_until)
+            self._change(State.HALF_OPEN, "cool-down over, probing")
+        if self._probing:
+            until = now + self.policy.probe_seconds
+            raise PushServiceUnavailable(f"circuit of {self.origin} is probing", until)
+
+    @contextlib.asynccontextmanager
+    async def request(self) -> AsyncIterator[None]:
+        """Hold one of the origin's request slots; report the answer with `answered`/`failed`."""
+        self.check()
+        await self._acquire()
+        try:
+            self.check()  # while this push waited, the circuit may have opened, or probed
+        except PushServiceUnavailable:
+            self._slots.release()
+            raise
+        probe = self.state is State.HALF_OPEN
+        self._probing = self._probing or probe
+        if self._in_flight == 0:
+            self._progress = self._clock()
+        self._in_flight += 1
+        try:
+            yield
+        finally:
+            self._in_flight -= 1
+            self._slots.release()
+            if probe:
+                self._probing = False
+
+    def answered(self) -> None:
+        """The push service answered (any status but a server error): it is up."""
+        self._progress = self._clock()
+        self._failures = 0
+        if self.state is not State.CLOSED:
+            self._cooldown = self.policy.open_seconds
+            self._change(State.CLOSED, "answering again")
+
+    def failed(self, detail: str, answered: bool) -> None:
+        """A timeout, connection error (answered=False) or server error (answered=True)."""
+        now = self._clock()
+        if answered:
+            self._progress = now
+        self._failures += 1
+        if self.state is State.HALF_OPEN:
+            self._cooldown = min(self._cooldown * 2, self.policy.max_open_seconds)
+            self._open(now, f"probe failed: {detail}")
+        elif self.state is State.CLOSED and self._failures >= self.policy.failures:
+            self._open(now, f"{self._failures} failures in a row, last: {detail}")
+
+    async def _acquire(self) -> None:
+        # Wait for a slot, but look up now and then: once the origin stops answering,
+        # waiting pushes are parked instead of holding their consumer slots.
+        interval = max(0.05, self.policy.stall_seconds / 4)
+        while True:
+            try:
+                async with asyncio.timeout(interval):
+                    await self._slots.acquire()
+            except TimeoutError:
+                self.check()
+            else:
+                return
+
+    def _stalled(self, now: float) -> bool:
+        return self._in_flight > 0 and now - self._progress > self.policy.stall_seconds
+
+    def _open(self, now: float, why: str) -> None:
+        self.open_until = now + self._cooldown
+        self._change(State.OPEN, f"{why}; no requests for {self._cooldown:g}s")
+
+    def _change(self, state: State, why: str) -> None:
+        self.state = state
+        self._listener(self, why)
+
+
+class Circuits:
+    """The circuits of all origins seen, bounded; reports every change once."""
+
+    def __init__(
+        self,
+        policy: CircuitPolicy,
+        on_change: Callable[[Circuit], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.policy = policy
+        self._on_change = on_change
+        self._clock = clock
+        self._circuits: OrderedDict[str, Circuit] = OrderedDict()
+
+    def get(self, origin: str) -> Circuit:
+        circuit = self._circuits.get(origin)
+        if circuit is None:
+            circuit = Circuit(origin, self.policy, self._changed, self._clock)
+            self._circuits[origin] = circuit
+            self._forget_idle()
+        return circuit
+
+    def states(self) -> dict[str, State]:
+        return {origin: c.state for origin, c in self._circuits.items()}
+
+    def _forget_idle(self) -> None:
+        if len(self._circuits) <= MAX_CIRCUITS:
+            return
+        for origin, circuit in list(self._circuits.items()):
+            if circuit.idle:
+                del self._circuits[origin]
+                return
+
+    def _changed(self, circuit: Circuit, why: str) -> None:
+        self._circuits.move_to_end(circuit.origin)
+        level = logging.WARNING if circuit.state is State.OPEN else logging.INFO
+        log.log(
+            level,
+            "circuit of push service %s is %s: %s",
+            circuit.origin,
+            circuit.state.name.lower().replace("_", "-"),
+            why,
+            extra={"endpoint_origin": circuit.origin},
+        )
+        if self._on_change is not None:
+            self._on_change(circuit)

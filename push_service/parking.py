@@ -1,0 +1,168 @@
+"""Parked retries: devices to push later wait in RabbitMQ, not in the consumer.
+
+A ladder of delay queues `<queue>.delay.<step>`, one per step, each with a queue-level
+message TTL that dead-letters expired messages back to the main queue. Every RabbitMQ
+has this, classic and quorum queues alike, without plugins; one TTL per queue keeps
+expiry in order (a per-message TTL only expires at the head). Parked copies are
+persistent and the queues durable, so they survive restarts of the service and of the
+broker; quorum delay queues dead-letter at-least-once.
+
+A parked copy is the original message with only the devices to retry, so a
+10,000-device message with 100 failures parks 100 devices. A wait longer than a step
+is made of several: a copy that comes back early is parked again for the rest (the
+device's `next_attempt_at` is on record), so no request is made before it is due.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from aiormq.abc import DeliveredMessage
+from pamqp import commands as spec
+from pamqp.common import FieldValue
+
+from push_service.broker import publish_confirmed
+from push_service.errors import Unroutable
+from push_service.metrics import Metrics
+from push_service.status import DeviceRetry
+from push_service.topology import Arguments, Topology, declare_topology
+
+# Take the next longer step when it overshoots the wait by at most half of it; else the
+# longest step within the wait, and the rest in further steps.
+ROUND_UP = 1.5
+PARSE_IN_THREAD_BYTES = 64 * 1024
+# Headers the broker manages per queue: a stale copy would mislead the consumer.
+_BROKER_HEADERS = ("x-death", "x-delivery-count", "x-first-death-exchange",
+                   "x-first-death-queue", "x-first-death-reason")  # fmt: skip
+BOM = b"\xef\xbb\xbf"
+
+
+@dataclass(frozen=True)
+class Ladder:
+    steps: tuple[float, ...]  # seconds, ascending
+
+    def step_for(self, wait: float) -> float:
+        longer = [step for step in self.steps if step >= wait]
+        shorter = [step for step in self.steps if step < wait]
+        if longer and (longer[0] <= wait * ROUND_UP or not shorter):
+            return longer[0]
+        return shorter[-1]
+
+    def queues(self, topology: Topology) -> dict[str, Arguments]:
+        return {self.queue(topology.queue, s): self._arguments(topology, s) for s in self.steps}
+
+    @staticmethod
+    def queue(main: str, step: float) -> str:
+        label = f"{step:g}s" if step >= 1 and step == int(step) else f"{round(step * 1000)}ms"
+        return f"{main}.delay.{label}"
+
+    @staticmethod
+    def _arguments(topology: Topology, step: float) -> Arguments:
+        arguments: Arguments = {
+            "x-message-ttl": round(step * 1000),
+            "x-dead-letter-exchange": "",
+            "x-dead-letter-routing-key": topology.queue,
+        }
+        if topology.queue_type == "quorum":
+            # Without these a quorum queue dead-letters at most once: a copy could be lost.
+            arguments |= {
+                "x-queue-type": "quorum",
+                "x-dead-letter-strategy": "at-least-once",
+                "x-overflow": "reject-publish",
+            }
+        return arguments
+
+
+class Parking:
+    """Publishes the devices to retry of a message to the delay step that fits their wait."""
+
+    def __init__(self, ladder: Ladder, topology: Topology, timeout: float, metrics: Metrics):
+        self.ladder = ladder
+        self.topology = topology
+        self.timeout = timeout
+        self.metrics = metrics
+
+    async def park(
+        self, message: DeliveredMessage, retries: Sequence[DeviceRetry], *, whole: bool
+    ) -> None:
+        """Publish (confirmed) one copy per delay step; BrokerUnavailable if that fails.
+
+        `whole`: every device of the message is to be retried (a copy coming back to a
+        push service still down, mostly); one step then takes the body as it is.
+        """
+        now = time.time()
+        groups: dict[float, set[str]] = defaultdict(set)
+        for retry in retries:
+            groups[self.ladder.step_for(retry.not_before - now)].add(retry.endpoint)
+        hops = times_parked(message) + 1
+        original = None if whole and len(groups) == 1 else await _load(message.body)
+        for step, endpoints in groups.items():
+            body = (
+                message.body
+                if original is None
+                else orjson.dumps(_with_devices(original, endpoints))
+            )
+            await self._publish(message, self.ladder.queue(self.topology.queue, step), body, hops)
+            self.metrics.parked.inc()
+
+    async def _publish(self, message: DeliveredMessage, queue: str, body: bytes, hops: int) -> None:
+        properties = parked_properties(message.header.properties, hops)
+        try:
+            await publish_confirmed(
+                message.channel, queue, body, timeout=self.timeout, properties=properties
+            )
+        except Unroutable:
+            # Someone deleted a delay queue: declare the queues again, then retry once.
+            await declare_topology(message.channel.connection, self.topology)
+            await publish_confirmed(
+                message.channel, queue, body, timeout=self.timeout, properties=properties
+            )
+
+
+def parked_properties(original: spec.Basic.Properties, hops: int) -> spec.Basic.Properties:
+    """The copy's properties: the publisher's, a new message id, and the hop count."""
+    headers: dict[str, FieldValue] = {
+        k: v for k, v in (original.headers or {}).items() if k not in _BROKER_HEADERS
+    }
+    headers["x-push-parked"] = hops
+    headers.setdefault("x-push-original-message-id", original.message_id or "")
+    return spec.Basic.Properties(
+        content_type="application/json",  # the copy is re-serialised JSON, never encoded
+        headers=headers,
+        delivery_mode=2,
+        priority=original.priority,
+        correlation_id=original.correlation_id,
+        message_id=uuid.uuid4().hex,  # its own redelivery count
+        timestamp=original.timestamp,
+        message_type=original.message_type,
+        app_id=original.app_id,
+    )
+
+
+def times_parked(message: DeliveredMessage) -> int:
+    hops = (message.header.properties.headers or {}).get("x-push-parked")
+    return hops if isinstance(hops, int) else 0
+
+
+async def _load(body: bytes) -> dict[str, Any]:
+    body = body.removeprefix(BOM)
+    if len(body) < PARSE_IN_THREAD_BYTES:
+        loaded = orjson.loads(body)
+    else:
+        loaded = await asyncio.to_thread(orjson.loads, body)
+    assert isinstance(loaded, dict)  # it was validated before it was delivered
+    return loaded
+
+
+def _with_devices(original: dict[str, Any], endpoints: set[str]) -> dict[str, Any]:
+    devices = [
+        d for d in original["devices"] if isinstance(d, dict) and d.get("endpoint") in endpoints
+    ]
+    return {**original, "devices": devices}

@@ -1,0 +1,127 @@
+"""What a status record holds per device, and the record as peers read it.
+
+The JSON written per device is the documented Redis layout (README "Status record"):
+peers read it with `HGETALL`, so field names here are part of the interface.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from push_service.deadline import from_iso, to_iso
+
+DEVICE_FIELDS = ("d:", "r:", "x:")  # final outcome, waiting for a retry, dead-lettered
+COUNTS = ("sent", "failed", "devices_total", "refused_messages")
+
+
+def utc_now() -> str:
+    now = datetime.datetime.now(datetime.UTC)
+    return now.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceOutcome:
+    """The final outcome of one device for one notification."""
+
+    device: str
+    endpoint: str
+    status: str  # "sent" | "failed"
+    http_status: int | None
+    reason: str | None
+    attempts: int
+    detail: str | None = None
+    deactivation: str | None = None
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(
+            {
+                "device": self.device,
+                "endpoint": self.endpoint,
+                "status": self.status,
+                "http_status": self.http_status,
+                "reason": self.reason,
+                "detail": self.detail,
+                "attempts": self.attempts,
+                "deactivation": self.deactivation,
+                "at": utc_now(),
+            }
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRetry:
+    """A device whose push failed for now and waits, parked, until `not_before`.
+
+    `reason` says why it waits (`retry_after`, `backoff`, `circuit_open`, `busy`);
+    `last_error` and `http_status` describe the last request, if one was made.
+    """
+
+    device: str
+    endpoint: str
+    not_before: float  # epoch seconds
+    attempts: int
+    reason: str
+    last_error: str | None = None
+    http_status: int | None = None
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(
+            {
+                "device": self.device,
+                "endpoint": self.endpoint,
+                "status": "retrying",
+                "http_status": self.http_status,
+                "reason": self.reason,
+                "last_error": self.last_error,
+                "attempts": self.attempts,
+                "next_attempt_at": to_iso(self.not_before),
+                "at": utc_now(),
+            }
+        )
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> DeviceRetry:
+        data = orjson.loads(raw)
+        return cls(
+            device=data["device"],
+            endpoint=data["endpoint"],
+            not_before=from_iso(data["next_attempt_at"]),
+            attempts=int(data["attempts"]),
+            reason=data["reason"],
+            last_error=data.get("last_error"),
+            http_status=data.get("http_status"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Begun:
+    """What `StatusStore.begin` found: the deadline, and the devices already handled."""
+
+    new: bool
+    deadline: float  # epoch seconds
+    done: frozenset[str] = frozenset()
+    retrying: dict[str, DeviceRetry] = field(default_factory=dict)
+
+
+def to_record(raw: dict[str, str]) -> dict[str, Any]:
+    """The hash as the JSON record `GET /notifications/{id}` serves."""
+    record: dict[str, Any] = {}
+    devices: dict[str, dict[str, Any]] = {}
+    for name, value in raw.items():
+        if name[:2] in DEVICE_FIELDS:
+            device = orjson.loads(value)
+            # A final outcome wins over a retrying entry left by a crash in between.
+            if name[:2] == "d:" or name[2:] not in devices:
+                devices[name[2:]] = device
+        elif name in COUNTS:
+            record[name] = int(value)
+        elif name == "user_verified":
+            record[name] = value == "true"
+        elif name != "fingerprint":
+            record[name] = value or None
+    record["devices"] = sorted(devices.values(), key=lambda d: d.get("at", ""))
+    return record

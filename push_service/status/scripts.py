@@ -1,0 +1,113 @@
+"""The Lua transitions of a status record (one Redis hash per notification).
+
+Fields prefixed `d:` hold a device's final outcome (the first one wins), `r:` a
+device waiting for a retry (replaced until the device is final), `x:` a device of a
+message that was dead-lettered before any push. `status` is derived from the
+counts, never written blindly, so a redelivery or a late parked retry cannot move a
+record backwards.
+"""
+
+from __future__ import annotations
+
+# ARGV: now, ttl, notification_id, user_id, devices_total, fingerprint, deadline,
+# user_verified ('true' | 'false')
+# Returns {state, deadline, done device ids, retrying device JSON}; state 1 = new record,
+# 0 = the same notification again, -1 = a different notification under this id (then
+# the second item is when the one on record was created).
+BEGIN = """
+local key = KEYS[1]
+local now, ttl, fingerprint = ARGV[1], ARGV[2], ARGV[6]
+local stored = redis.call('HGET', key, 'fingerprint')
+if stored and stored ~= fingerprint then
+  return {-1, redis.call('HGET', key, 'created_at') or '', {}, {}}
+end
+local state = 0
+if not stored then
+  -- Nothing or only a dead-lettered message is on record: this message takes it over.
+  local reason = redis.call('HGET', key, 'reason')
+  local created = redis.call('HGET', key, 'created_at') or now
+  redis.call('DEL', key)
+  redis.call('HSET', key, 'notification_id', ARGV[3], 'user_id', ARGV[4],
+             'status', 'processing', 'devices_total', ARGV[5], 'sent', 0, 'failed', 0,
+             'fingerprint', fingerprint, 'deadline', ARGV[7],
+             'created_at', created, 'updated_at', now, 'user_verified', ARGV[8])
+  if reason then redis.call('HSET', key, 'reason', reason) end
+  state = 1
+elseif tonumber(ARGV[5]) > tonumber(redis.call('HGET', key, 'devices_total') or '0') then
+  -- The same notification again with more devices: the total must cover them.
+  redis.call('HSET', key, 'devices_total', ARGV[5])
+end
+redis.call('EXPIRE', key, ttl)
+local done, retrying = {}, {}
+if state == 0 then
+  local fields = redis.call('HGETALL', key)
+  for i = 1, #fields, 2 do
+    local prefix = string.sub(fields[i], 1, 2)
+    if prefix == 'd:' then table.insert(done, string.sub(fields[i], 3))
+    elseif prefix == 'r:' then table.insert(retrying, fields[i + 1]) end
+  end
+end
+return {state, redis.call('HGET', key, 'deadline'), done, retrying}
+"""
+
+# ARGV: now, ttl, then triples (device id, JSON, kind) with kind sent | failed | retrying.
+RECORD = """
+local key = KEYS[1]
+local now, ttl = ARGV[1], ARGV[2]
+for i = 3, #ARGV, 3 do
+  local id, kind = ARGV[i], ARGV[i + 2]
+  if kind == 'retrying' then
+    if redis.call('HEXISTS', key, 'd:' .. id) == 0 then
+      redis.call('HSET', key, 'r:' .. id, ARGV[i + 1])
+    end
+  elseif redis.call('HSETNX', key, 'd:' .. id, ARGV[i + 1]) == 1 then
+    redis.call('HINCRBY', key, kind, 1)
+    redis.call('HDEL', key, 'r:' .. id)
+  end
+end
+local sent = tonumber(redis.call('HGET', key, 'sent') or '0')
+local failed = tonumber(redis.call('HGET', key, 'failed') or '0')
+local total = tonumber(redis.call('HGET', key, 'devices_total') or '0')
+local status = 'processing'
+if sent + failed >= total then
+  if sent > 0 then status = 'sent' else status = 'failed' end
+  redis.call('HSETNX', key, 'completed_at', now)
+end
+redis.call('HSET', key, 'status', status, 'updated_at', now)
+redis.call('EXPIRE', key, ttl)
+return status
+"""
+
+# A message given up before any push. ARGV: now, ttl, notification_id, reason, mode,
+# then pairs (device id, JSON). mode `refused`: a different message than the one on
+# record (which stays as it is); `abandoned`: this notification, after too many tries.
+FAIL = """
+local key = KEYS[1]
+local now, ttl = ARGV[1], ARGV[2]
+if redis.call('HEXISTS', key, 'fingerprint') == 1 then
+  if ARGV[5] == 'refused' then
+    redis.call('HINCRBY', key, 'refused_messages', 1)
+    redis.call('HSET', key, 'last_refused_reason', ARGV[4], 'updated_at', now)
+  else
+    local sent = tonumber(redis.call('HGET', key, 'sent') or '0')
+    redis.call('HSET', key, 'reason', ARGV[4], 'status', (sent > 0) and 'sent' or 'failed',
+               'updated_at', now)
+    redis.call('HSETNX', key, 'completed_at', now)
+  end
+  redis.call('EXPIRE', key, ttl)
+  return redis.call('HGET', key, 'status')
+end
+for _, field in ipairs(redis.call('HKEYS', key)) do
+  if string.sub(field, 1, 2) == 'x:' then redis.call('HDEL', key, field) end
+end
+local devices = (#ARGV - 5) / 2
+redis.call('HSET', key, 'notification_id', ARGV[3], 'status', 'failed', 'reason', ARGV[4],
+           'devices_total', devices, 'sent', 0, 'failed', devices,
+           'updated_at', now, 'completed_at', now)
+redis.call('HSETNX', key, 'created_at', now)
+for i = 6, #ARGV, 2 do
+  redis.call('HSET', key, 'x:' .. ARGV[i], ARGV[i + 1])
+end
+redis.call('EXPIRE', key, ttl)
+return 'failed'
+"""

@@ -1,0 +1,149 @@
+"""Notification status records in Redis.
+
+One hash per notification, `{prefix}notification:{id}`, readable by peer services
+with `HGETALL` (the README documents the fields). Transitions run as Lua scripts
+(`scripts`), so two replicas, or a redelivery racing an old attempt, cannot move a
+record backwards: a device's first final outcome is kept, and `status` is derived
+from the counts, never written blindly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import redis.asyncio as redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from push_service.deadline import from_iso, to_iso
+from push_service.errors import DuplicateNotification
+from push_service.status import scripts
+from push_service.status.batch import CALL_TIMEOUT, ScriptBatcher
+from push_service.status.records import Begun, DeviceOutcome, DeviceRetry, to_record, utc_now
+
+RedisUnavailable = (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError)
+MAX_CONNECTIONS = 64
+
+
+def connect(url: str) -> redis.Redis:
+    """A client that retries a dropped connection briefly on its own."""
+    # Blocking: a burst of callers (status reads, redelivery counts) waits for a free
+    # connection. The default pool raises at once when all 100 are busy, which would
+    # read as "Redis unavailable" while Redis is fine.
+    pool = redis.BlockingConnectionPool.from_url(
+        url,
+        max_connections=MAX_CONNECTIONS,
+        timeout=CALL_TIMEOUT,
+        decode_responses=True,
+        # Bounded per call below (one timeout per pipeline, not one per reply read).
+        socket_timeout=None,
+        socket_connect_timeout=3.0,
+        health_check_interval=15,
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.02), 3),
+        retry_on_error=[RedisConnectionError],
+    )
+    return redis.Redis.from_pool(pool)
+
+
+class StatusStore:
+    def __init__(self, client: redis.Redis, prefix: str = "push:", ttl: int = 604800) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.ttl = ttl
+        self._begin = client.register_script(scripts.BEGIN)
+        self._record = client.register_script(scripts.RECORD)
+        self._fail = client.register_script(scripts.FAIL)
+        self._batch = ScriptBatcher(client)
+
+    def key(self, notification_id: str) -> str:
+        return f"{self.prefix}notification:{notification_id}"
+
+    async def begin(
+        self,
+        notification_id: str,
+        user_id: str | None,
+        total: int,
+        *,
+        fingerprint: str,
+        deadline: float,
+        user_verified: bool = True,
+    ) -> Begun:
+        """Mark `processing` (unless final); returns the deadline and the devices handled.
+
+        The deadline on record wins: a redelivery or a parked retry keeps the first one.
+        Raises DuplicateNotification when a different notification holds this id.
+        """
+        args = [utc_now(), self.ttl, notification_id, user_id or "", total]
+        state, when, done, retrying = await self._batch.call(
+            self._begin,
+            [self.key(notification_id)],
+            [*args, fingerprint, to_iso(deadline), "true" if user_verified else "false"],
+        )
+        if state == -1:
+            raise DuplicateNotification(
+                f"notification_id {notification_id!r} is on record for a different "
+                f"notification (created {when or 'earlier'}); use a new id"
+            )
+        retries = (DeviceRetry.from_json(raw) for raw in retrying)
+        return Begun(
+            new=state == 1,
+            deadline=from_iso(when),
+            done=frozenset(done),
+            retrying={retry.device: retry for retry in retries},
+        )
+
+    async def record(
+        self, notification_id: str, outcomes: Iterable[DeviceOutcome | DeviceRetry]
+    ) -> str:
+        """Store device outcomes (first final one wins) and retries; returns the status."""
+        args: list[Any] = [utc_now(), self.ttl]
+        for outcome in outcomes:
+            kind = outcome.status if isinstance(outcome, DeviceOutcome) else "retrying"
+            args += [outcome.device, outcome.to_json(), kind]
+        status: str = await self._batch.call(self._record, [self.key(notification_id)], args)
+        return status
+
+    async def fail(
+        self,
+        notification_id: str,
+        reason: str,
+        devices: Sequence[DeviceOutcome] = (),
+        *,
+        refused: bool = True,
+    ) -> str:
+        """Record a message given up before any push (dead-lettered).
+
+        With no valid notification on record, the record says `failed` with the reason
+        and the message's devices. Otherwise that notification's record is kept: a
+        refused message (a different one) is counted in `refused_messages`; an abandoned
+        one (this notification, redelivered too often) ends it with the reason.
+        """
+        args: list[Any] = [utc_now(), self.ttl, notification_id, reason[:1000]]
+        args.append("refused" if refused else "abandoned")
+        for device in devices:
+            args += [device.device, device.to_json()]
+        async with asyncio.timeout(CALL_TIMEOUT):
+            status: str = await self._fail(keys=[self.key(notification_id)], args=args)
+        return status
+
+    async def get(self, notification_id: str) -> dict[str, Any] | None:
+        async with asyncio.timeout(CALL_TIMEOUT):
+            raw: dict[str, str] = await self.client.hgetall(self.key(notification_id))  # type: ignore[assignment]  # decode_responses=True
+        return to_record(raw) if raw else None
+
+    async def count_delivery(self, message_key: str, ttl: int = 3600) -> int:
+        """How often a message has been delivered (for redelivery limits on classic queues)."""
+        key = f"{self.prefix}deliveries:{message_key}"
+        async with asyncio.timeout(CALL_TIMEOUT), self.client.pipeline(transaction=False) as pipe:
+            pipe.incr(key)
+            pipe.expire(key, ttl)
+            count, _ = await pipe.execute()
+        return int(count)
+
+    async def ping(self) -> bool:
+        async with asyncio.timeout(CALL_TIMEOUT):
+            return bool(await self.client.ping())
