@@ -164,7 +164,8 @@ def test_the_schema_is_a_valid_draft_2020_12_schema() -> None:
     jsonschema.Draft202012Validator.check_schema(SCHEMA)
     assert SCHEMA["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     assert SCHEMA["required"] == ["notification_id", "devices", "title"]
-    assert SCHEMA["properties"]["devices"]["items"] == {"$ref": "#/$defs/DeviceSubscription"}
+    assert SCHEMA["properties"]["devices"]["items"]["title"] == "DeviceSubscription"
+    assert "$ref" not in json.dumps(SCHEMA)  # self-contained: it may be embedded anywhere
 
 
 def test_the_schema_says_what_it_cannot_express() -> None:

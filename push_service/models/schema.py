@@ -20,6 +20,7 @@ from push_service.models.constraints import RULES
 from push_service.models.rules import MAX_PLAINTEXT_BYTES
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
+REF = wire.DEFS
 TITLE = "push_service queue message"
 DESCRIPTION = (
     "A notification request, published as JSON to the service's queue (or sent to"
@@ -34,18 +35,33 @@ DESCRIPTION = (
 )
 
 
+def _inline(value: Any, defs: dict[str, Any]) -> Any:
+    """`value` with every `{"$ref": "#/$defs/X"}` replaced by X itself (none is recursive).
+
+    Self-contained, the schema means the same wherever it is embedded: the OpenAPI
+    document inlines it, and a "#/$defs/..." reference would then point into that document.
+    """
+    if isinstance(value, dict):
+        ref = value.get("$ref")
+        if isinstance(ref, str) and ref.startswith(REF):
+            return _inline(defs[ref.removeprefix(REF)], defs)
+        return {key: _inline(item, defs) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_inline(item, defs) for item in value]
+    return value
+
+
 @functools.cache
 def _schema_json() -> bytes:
     _, defs = msgspec.json.schema_components(
-        (wire.NotificationMessage, wire.DeviceSubscription), ref_template="#/$defs/{name}"
+        (wire.NotificationMessage, wire.DeviceSubscription), ref_template=REF + "{name}"
     )
     message = defs.pop("NotificationMessage")
     message.update(title=TITLE, description=DESCRIPTION)
     schema = {
         "$schema": DIALECT,
-        **message,
+        **_inline(message, defs),
         "allOf": [rule.schema() for rule in RULES],
-        "$defs": defs,
     }
     return msgspec.json.encode(schema)
 

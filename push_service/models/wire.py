@@ -42,6 +42,7 @@ from push_service.models.rules import (
     Urgency,
 )
 
+DEFS = "#/$defs/"  # where the schema generator puts the Structs (schema.py inlines them)
 PER_DEVICE_KEYS = " Its decoded length (and the point on the curve) is checked by the service."
 PER_DEVICE = (
     " Checked per device by the service: a device that breaks a rule fails alone"
@@ -122,7 +123,7 @@ class NotificationAction(msgspec.Struct):
 
 
 DeviceList = Annotated[
-    list[Annotated[msgspec.Raw, Meta(extra_json_schema={"$ref": "#/$defs/DeviceSubscription"})]],
+    list[Annotated[msgspec.Raw, Meta(extra_json_schema={"$ref": DEFS + "DeviceSubscription"})]],
     Meta(min_length=1, description="The subscriptions to push to." + PER_DEVICE),
 ]
 ActionList = Annotated[
