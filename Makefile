@@ -4,8 +4,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NODE_DIR := tests/pushserver
+PEERS_DIR := tests/peers
 
-.PHONY: run test lint fmt bench services install clean
+.PHONY: run test lint fmt bench demo services install clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,13 +22,18 @@ services:
 run: $(STAMP) services
 	$(BIN)/push-service
 
-$(NODE_DIR)/node_modules/.installed: $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
-	npm ci --silent --no-audit --no-fund --prefix $(NODE_DIR)
+# npm folders: web-push-testing (the tests' push service) and amqplib (a peer's AMQP client).
+%/node_modules/.installed: %/package.json %/package-lock.json
+	npm ci --silent --no-audit --no-fund --prefix $*
 	touch $@
 
-test: $(STAMP) $(NODE_DIR)/node_modules/.installed services
+test: $(STAMP) $(NODE_DIR)/node_modules/.installed $(PEERS_DIR)/node_modules/.installed services
 	@scripts/ensure_browser.sh
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# A push end to end on this machine: web-push-testing, the service, a published notification.
+demo: $(STAMP) $(NODE_DIR)/node_modules/.installed services
+	$(BIN)/python scripts/demo.py $(DEMO_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check push_service tests scripts
@@ -42,7 +48,7 @@ bench: $(STAMP) services
 	$(BIN)/python scripts/bench.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info $(NODE_DIR)/node_modules .pytest_cache .mypy_cache
+	rm -rf $(VENV) build dist *.egg-info $(NODE_DIR)/node_modules $(PEERS_DIR)/node_modules .pytest_cache .mypy_cache
 
 # ---- containers --------------------------------------------------------------
 # Picks the first compose that works. Override with: make up COMPOSE="podman-compose"

@@ -32,12 +32,11 @@ from push_service.endpoints import EndpointPolicy
 from push_service.limits import BodyLimitMiddleware, ClientAddress, RateLimiter
 from push_service.metrics import LoopLagMonitor, Metrics
 from push_service.models import parse_notification
-from push_service.parking import Ladder, Parking
+from push_service.parking import Ladder, Parking, service_topology
 from push_service.pusher import Pusher
 from push_service.retry import PushRetryPolicy, RetryPolicy
 from push_service.status import RedisUnavailable, StatusStore, connect
 from push_service.supervisor import BrokerSupervisor
-from push_service.topology import Topology
 from push_service.users import UserServiceClient
 from push_service.vapid import VapidSigner, normalise_subject
 from push_service.webpush import WebPushSender, make_session
@@ -59,8 +58,9 @@ class Runtime:
         self.redis = connect(settings.redis_url)
         self.store = StatusStore(self.redis, settings.redis_key_prefix, settings.status_ttl_seconds)
         self.ladder = Ladder(settings.push_retry_ladder_seconds)
-        base = Topology(settings.rabbitmq_queue_name, settings.rabbitmq_queue_type)
-        self.topology = Topology(base.queue, base.queue_type, self.ladder.queues(base))
+        self.topology = service_topology(
+            settings.rabbitmq_queue_name, settings.rabbitmq_queue_type, self.ladder
+        )
         self.circuits = Circuits(self._circuit_policy(), self._circuit_changed)
         self.push_session: aiohttp.ClientSession | None = None
         self.user_session: aiohttp.ClientSession | None = None
@@ -101,6 +101,7 @@ class Runtime:
         )
         limits = ConsumerLimits(
             queue=s.rabbitmq_queue_name,
+            queue_type=s.rabbitmq_queue_type,
             prefetch=s.consumer_prefetch,
             max_deliveries=s.max_delivery_attempts,
             max_message_bytes=s.max_message_bytes,

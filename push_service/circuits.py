@@ -71,6 +71,10 @@ class Circuit:
         self._probing = False
 
     @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    @property
     def idle(self) -> bool:
         return self.state is State.CLOSED and self._in_flight == 0
 
@@ -183,12 +187,28 @@ class Circuits:
         return {origin: c.state for origin, c in self._circuits.items()}
 
     def _forget_idle(self) -> None:
+        """Forget the oldest idle closed circuit, else the oldest with no request out.
+
+        Never the newest (the caller is about to use it: a forgotten circuit's next
+        change would not be found) nor one with requests out (a second circuit for
+        its origin would double the origin's request limit). Open circuits are
+        forgotten too when nothing else can be, or many dark origins would grow the
+        registry without bound.
+        """
         if len(self._circuits) <= MAX_CIRCUITS:
             return
-        for origin, circuit in list(self._circuits.items()):
+        newest = next(reversed(self._circuits))
+        quiet: str | None = None
+        for origin, circuit in self._circuits.items():
+            if origin == newest:
+                break
             if circuit.idle:
                 del self._circuits[origin]
                 return
+            if quiet is None and circuit.in_flight == 0:
+                quiet = origin
+        if quiet is not None:
+            del self._circuits[quiet]
 
     def _changed(self, circuit: Circuit, why: str) -> None:
         self._circuits.move_to_end(circuit.origin)

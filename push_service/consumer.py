@@ -35,9 +35,15 @@ log = logging.getLogger(__name__)
 
 
 def message_key(message: DeliveredMessage) -> str:
-    """What identifies a message across redeliveries: its message id, else its body."""
+    """What identifies a message across redeliveries: its message id, else its body.
+
+    A replayed dead letter (`x-replay-count`) starts its count again: it was given up
+    after too many deliveries, fixed, and deserves its own tries.
+    """
     message_id = message.header.properties.message_id
-    return (message_id or hashlib.sha256(message.body).hexdigest())[:128]
+    key = message_id or hashlib.sha256(message.body).hexdigest()
+    replays = (message.header.properties.headers or {}).get("x-replay-count")
+    return f"{key[:120]}#{replays}" if isinstance(replays, int) else key[:128]
 
 
 def user_verified(message: DeliveredMessage) -> bool:
@@ -56,6 +62,7 @@ class Settle(Enum):
 @dataclass(frozen=True)
 class ConsumerLimits:
     queue: str
+    queue_type: str = "classic"
     prefetch: int = 256
     max_deliveries: int = 5
     max_message_bytes: int = 8 * 1024 * 1024
@@ -224,7 +231,8 @@ class Consumer:
         """1 on a first delivery; counts redeliveries (quorum header, else Redis)."""
         headers = message.header.properties.headers or {}
         quorum_count = headers.get("x-delivery-count")
-        if isinstance(quorum_count, int):
+        # Only a quorum queue's own count: on a classic queue a publisher may have set it.
+        if self.limits.queue_type == "quorum" and isinstance(quorum_count, int):
             return quorum_count + 1
         if not getattr(message.delivery, "redelivered", False):
             return 1

@@ -60,7 +60,8 @@ class Ladder:
 
     @staticmethod
     def queue(main: str, step: float) -> str:
-        label = f"{step:g}s" if step >= 1 and step == int(step) else f"{round(step * 1000)}ms"
+        # Not `:g`: it writes 1000000 as "1e+06", the same name as 1000001 (another TTL).
+        label = f"{int(step)}s" if step >= 1 and step == int(step) else f"{round(step * 1000)}ms"
         return f"{main}.delay.{label}"
 
     @staticmethod
@@ -78,6 +79,12 @@ class Ladder:
                 "x-overflow": "reject-publish",
             }
         return arguments
+
+
+def service_topology(queue: str, queue_type: str, ladder: Ladder) -> Topology:
+    """Every queue the service declares: the main queue, its DLQ and the delay steps."""
+    base = Topology(queue, queue_type)
+    return Topology(queue, queue_type, ladder.queues(base))
 
 
 class Parking:

@@ -57,6 +57,17 @@ class _Tries:
     count: int = 0
     error: PushError | None = None
 
+    @classmethod
+    def after(cls, previous: DeviceRetry | None) -> _Tries:
+        """Continue from the retry on record, last error included: a push parked again
+        behind an open circuit, or expired, still says what went wrong before."""
+        if previous is None:
+            return cls()
+        error = None
+        if previous.last_error is not None:
+            error = TransientPushError(previous.last_error, previous.http_status)
+        return cls(previous.attempts, error)
+
 
 class Pusher:
     def __init__(
@@ -93,7 +104,7 @@ class Pusher:
             return await self._failed(n, device, too_large, 0)
         if previous is not None and previous.not_before > time.time():
             return previous  # not due yet (a delay step shorter than the wait): park again
-        tries = _Tries(previous.attempts if previous else 0)
+        tries = _Tries.after(previous)
         deadline = context.deadline
         while True:
             if deadline.expired(time.time()):

@@ -48,6 +48,10 @@ class Topology:
     def dead_letter_queue(self) -> str:
         return f"{self.queue}.dlq"
 
+    @property
+    def queues(self) -> list[str]:
+        return [self.queue, self.dead_letter_queue, *self.extra]
+
     def type_arguments(self) -> Arguments:
         return {"x-queue-type": "quorum"} if self.queue_type == "quorum" else {}
 

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env -S sh -c 'exec "${0%/*}/../.venv/bin/python" "$0" "$@"'
 """End-to-end benchmark of push_service against baselines measured in the same run.
 
 Everything talks to a local HTTPS push sink (scripts/bench_sink.py, its own

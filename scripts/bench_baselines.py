@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env -S sh -c 'exec "${0%/*}/../.venv/bin/python" "$0" "$@"'
 """Reference throughputs for push_service's performance work.
 
 Three baselines, each sending single-device ~300-byte web pushes (RFC 8291

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env -S sh -c 'exec "${0%/*}/../.venv/bin/python" "$0" "$@"'
 """The issue's naive consumer: what one process does with the least work per message.
 
 consume (manual ack) -> read the one device -> http_ece encrypt -> aiohttp POST

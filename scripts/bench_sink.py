@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env -S sh -c 'exec "${0%/*}/../.venv/bin/python" "$0" "$@"'
 """A fast local HTTPS web-push sink for benchmarks (loopback only).
 
 It plays the push service: ``POST /push/{id}`` is answered ``201 Created`` (or

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env -S sh -c 'exec "${0%/*}/../.venv/bin/python" "$0" "$@"'
 """Generate a fresh VAPID (P-256) key pair in the formats push_service accepts.
 
 Prints the two .env lines

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env -S sh -c 'exec "${0%/*}/../.venv/bin/python" "$0" "$@"'
 """Publish one notification to the push queue, as a peer service would.
 
 The message (the contract's queue format) is validated with the service's own
@@ -32,13 +32,11 @@ import aiormq
 from aiormq.abc import AbstractConnection
 from pamqp import commands as spec
 from script_support import (
-    BROKER_ERRORS,
     EXIT_USAGE,
     ScriptError,
     Target,
-    broker_error,
-    close_quietly,
-    connect,
+    connected,
+    publish_with_confirm,
     resolve_target,
     run_script,
 )
@@ -168,35 +166,17 @@ async def ensure_queue(connection: AbstractConnection, target: Target, declare: 
 
 
 async def publish(target: Target, body: bytes, notification_id: str, declare: bool) -> None:
-    connection = await connect(target)
-    try:
+    async with connected(target) as connection:
         async with asyncio.timeout(target.timeout):
             await ensure_queue(connection, target, declare)
             channel = await connection.channel(publisher_confirms=True)
-            properties = spec.Basic.Properties(
-                delivery_mode=2,
-                content_type="application/json",
-                message_id=notification_id,
-                timestamp=datetime.datetime.now(datetime.UTC),
-            )
-            # mandatory: an unroutable message comes back as an error, not a silent drop.
-            confirmation = await channel.basic_publish(
-                body, routing_key=target.queue, properties=properties, mandatory=True
-            )
-        if not isinstance(confirmation, spec.Basic.Ack):
-            raise ScriptError(f"RabbitMQ refused the message ({type(confirmation).__name__})")
-    except TimeoutError:
-        raise ScriptError(
-            f"RabbitMQ at {target.shown_url} did not confirm within {target.timeout:g}s"
-        ) from None
-    except aiormq.exceptions.PublishError:
-        raise ScriptError(
-            f"RabbitMQ returned the message: queue {target.queue!r} is gone"
-        ) from None
-    except BROKER_ERRORS as exc:
-        raise broker_error(target, exc) from None
-    finally:
-        await close_quietly(connection, target.timeout)
+        properties = spec.Basic.Properties(
+            delivery_mode=2,
+            content_type="application/json",
+            message_id=notification_id,
+            timestamp=datetime.datetime.now(datetime.UTC),
+        )
+        await publish_with_confirm(channel, target, target.queue, body, properties)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env -S sh -c 'exec "${0%/*}/../.venv/bin/python" "$0" "$@"'
 """Look at the notification queue and its dead-letter queue without changing them.
 
     count                  ready messages and consumers of the queue and of <queue>.dlq
@@ -30,12 +30,11 @@ import aiormq
 from aiormq.abc import AbstractChannel, AbstractConnection, DeliveredMessage
 from pamqp import commands as spec
 from script_support import (
-    BROKER_ERRORS,
     EXIT_BROKER,
     ScriptError,
-    broker_error,
-    close_quietly,
-    connect,
+    add_broker_arguments,
+    connected,
+    positive,
     resolve_target,
     run_script,
 )
@@ -143,8 +142,7 @@ def print_peek(queue: str, messages: list[dict[str, Any]]) -> None:
 
 async def run(args: argparse.Namespace) -> int:
     target = resolve_target(args)
-    connection = await connect(target)
-    try:
+    async with connected(target) as connection:
         if args.command == "count":
             states = [
                 await queue_state(connection, name, target.timeout)
@@ -160,24 +158,11 @@ async def run(args: argparse.Namespace) -> int:
         if not state["exists"]:
             raise ScriptError(f"queue {queue!r} does not exist at {target.shown_url}")
         messages = await peek_messages(connection, queue, args.n, target.timeout, args.max_body)
-        if args.json:
-            print(json.dumps({"queue": queue, "messages": messages}, ensure_ascii=False))
-        else:
-            print_peek(queue, messages)
-        return 0
-    except TimeoutError:
-        raise ScriptError(f"RabbitMQ at {target.shown_url} did not answer in time") from None
-    except BROKER_ERRORS as exc:
-        raise broker_error(target, exc) from None
-    finally:
-        await close_quietly(connection, target.timeout)
-
-
-def positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
+    if args.json:
+        print(json.dumps({"queue": queue, "messages": messages}, ensure_ascii=False))
+    else:
+        print_peek(queue, messages)
+    return 0
 
 
 def parser() -> argparse.ArgumentParser:
@@ -187,13 +172,7 @@ def parser() -> argparse.ArgumentParser:
         epilog="Settings: RABBITMQ_URL and RABBITMQ_QUEUE_NAME (environment, then .env).",
     )
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--url", help="AMQP URL (default: RABBITMQ_URL)")
-    common.add_argument("--queue", help="main queue name (default: RABBITMQ_QUEUE_NAME)")
-    common.add_argument("--json", action="store_true", help="print one JSON document")
-    common.add_argument(
-        "--timeout", type=float, default=5.0, help="seconds to wait for the broker (default 5)"
-    )
-    common.add_argument("-v", "--verbose", action="store_true", help="log AMQP library details")
+    add_broker_arguments(common)
     commands = top.add_subparsers(dest="command", required=True)
     commands.add_parser(
         "count",

@@ -15,10 +15,12 @@ from tests.support import (
     PushServer,
     Rabbit,
     Service,
+    StubServer,
     VapidPair,
     push_server,
     rabbit_client,
     service_env,
+    stub_server,
 )
 
 ServiceFactory = Callable[..., Awaitable[Service]]
@@ -40,6 +42,13 @@ async def redis_client() -> AsyncIterator[redis.Redis]:
     client = redis.Redis.from_url(REDIS_URL, decode_responses=True)
     yield client
     await client.aclose()
+
+
+@pytest.fixture
+async def user_service() -> AsyncIterator[StubServer]:
+    """A stand-in User Service that accepts every deactivation (200) and records it."""
+    async with stub_server([(200, {})]) as stub:
+        yield stub
 
 
 @pytest.fixture

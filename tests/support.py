@@ -29,9 +29,8 @@ from pamqp import commands as spec
 from yarl import URL
 
 from push_service.config import Settings
-from push_service.parking import Ladder
+from push_service.parking import Ladder, service_topology
 from push_service.status import StatusStore, connect, to_record
-from push_service.topology import Topology
 from push_service.vapid import generate_private_key, private_key_raw_b64, public_key_b64
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -371,9 +370,8 @@ class Service:
     def queues(self) -> list[str]:
         """Every queue the service declares: main, dead letters and delay steps."""
         settings = Settings.from_env(self.env, env_file=None)
-        topology = Topology(self.queue, settings.rabbitmq_queue_type)
-        delays = Ladder(settings.push_retry_ladder_seconds).queues(topology)
-        return [self.queue, topology.dead_letter_queue, *delays]
+        ladder = Ladder(settings.push_retry_ladder_seconds)
+        return service_topology(self.queue, settings.rabbitmq_queue_type, ladder).queues
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -505,6 +503,70 @@ async def push_sink(delay: float = 0.0) -> AsyncIterator[PushSink]:
     app.router.add_post("/push/{name}", sink.handle)
     async with serve_app(app) as sink.base_url:
         yield sink
+
+
+# --- the operator scripts in scripts/, as subprocesses --------------------------------
+
+
+@dataclass
+class ScriptResult:
+    code: int
+    out: str
+    err: str
+
+    @property
+    def both(self) -> str:
+        return self.out + self.err
+
+    def json(self) -> Any:
+        return orjson.loads(self.out)
+
+
+def script_env(**overrides: str) -> dict[str, str]:
+    """The caller's environment without service settings, plus `overrides`."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("RABBITMQ_", "REDIS_", "VAPID_", "PUSH_", "NODE_ENV"))
+    }
+    env.update(overrides)
+    return env
+
+
+async def run_script(
+    script: str,
+    *args: str,
+    cwd: Path,
+    stdin: bytes | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 60,
+) -> ScriptResult:
+    """Run `python scripts/<script>.py args...` (cwd isolates it from any .env)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(ROOT / "scripts" / f"{script}.py"),
+        *args,
+        cwd=cwd,
+        env=script_env(**(env or {})),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(timeout):
+        out, err = await proc.communicate(stdin)
+    assert proc.returncode is not None
+    return ScriptResult(proc.returncode, out.decode(), err.decode())
+
+
+def assert_clean_failure(result: ScriptResult, *secrets: str) -> None:
+    """A failure reported as one `error:` line, no traceback, no secret."""
+    assert result.code in (1, 2), result
+    assert "Traceback" not in result.both, result.both
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1, result.err
+    assert "error:" in lines[0]
+    for secret in secrets:
+        assert secret not in result.both
 
 
 def rabbitmqctl(*args: str) -> str:

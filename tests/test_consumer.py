@@ -9,7 +9,11 @@ from typing import Any
 import orjson
 import pytest
 import redis.asyncio as redis
+from aiormq.abc import DeliveredMessage
+from pamqp import commands as spec
+from pamqp.header import ContentHeader
 
+from push_service.consumer import message_key
 from tests.conftest import ServiceFactory
 from tests.push_fakes import push_service
 from tests.support import (
@@ -150,3 +154,23 @@ async def test_only_the_devices_to_retry_are_parked(
     assert {d["reason"] for d in retrying} == {"retry_after"}
     assert {d["last_error"] for d in retrying} == {"HTTP 503"}
     assert all(d["attempts"] == 1 and d["next_attempt_at"] for d in retrying)
+
+
+def delivered(body: bytes, **properties: Any) -> DeliveredMessage:
+    header = ContentHeader(body_size=len(body), properties=spec.Basic.Properties(**properties))
+    return DeliveredMessage(spec.Basic.Deliver(), header, body, None)  # type: ignore[arg-type]
+
+
+def test_a_message_is_known_by_its_id_else_by_its_body() -> None:
+    assert message_key(delivered(b"{}", message_id="m-1")) == "m-1"
+    assert message_key(delivered(b"{}")) == message_key(delivered(b"{}"))
+    assert message_key(delivered(b"{}")) != message_key(delivered(b"{ }"))
+    assert len(message_key(delivered(b"{}", message_id="x" * 500))) == 128
+
+
+def test_a_replayed_dead_letter_counts_its_deliveries_afresh() -> None:
+    """Given up after too many deliveries, fixed and replayed: it gets its own tries."""
+    first = message_key(delivered(b"{}", message_id="m-1"))
+    replayed = message_key(delivered(b"{}", message_id="m-1", headers={"x-replay-count": 1}))
+    again = message_key(delivered(b"{}", message_id="m-1", headers={"x-replay-count": 2}))
+    assert len({first, replayed, again}) == 3

@@ -35,7 +35,6 @@ from tests.support import (
     device_keys,
     serve_app,
     status_store,
-    stub_server,
     unique,
 )
 
@@ -96,12 +95,6 @@ async def store() -> AsyncIterator[StatusStore]:
 async def pushes() -> AsyncIterator[PathPushService]:
     async with path_push_service() as service:
         yield service
-
-
-@pytest.fixture
-async def user_service() -> AsyncIterator[StubServer]:
-    async with stub_server([(200, {})]) as stub:
-        yield stub
 
 
 @dataclass

@@ -208,7 +208,8 @@ async def test_a_long_retry_after_in_seconds_or_as_a_date_is_honoured_then_deliv
         when = email.utils.formatdate(time.time() + 8, usegmt=True)
         slow = pushes.script("slow", (429, {"Retry-After": "75"}))
         dated = pushes.script("dated", (503, {"Retry-After": when}))
-        service = await service_factory(**QUICK_OUTAGE, PUSH_RETRY_LADDER_SECONDS="1,3,10,30")
+        ladder = {"PUSH_RETRY_LADDER_SECONDS": "1,3,10,30"}
+        service = await service_factory(**{**QUICK_OUTAGE, **ladder})
         ids = [unique("slow"), unique("dated")]
         for notification_id, endpoint in zip(ids, (slow, dated), strict=True):
             await rabbit.publish(service.queue, message(notification_id, endpoint, ttl=3600))

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
+import re
 import stat
-import sys
+import subprocess
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,59 +20,26 @@ from push_service.models import parse_notification
 from push_service.topology import Topology, declare_topology
 from push_service.vapid import generate_private_key, load_private_key, public_key_b64
 from tests.conftest import ServiceFactory
-from tests.support import RABBITMQ_URL, ROOT, Rabbit, free_port, unique, wait_until
+from tests.support import (
+    RABBITMQ_URL,
+    ROOT,
+    Rabbit,
+    assert_clean_failure,
+    free_port,
+    unique,
+    wait_until,
+)
+from tests.support import run_script as run
 
-SCRIPTS = ("generate_vapid_keys", "publish_notification", "rabbitmq_inspector")
+SCRIPTS = (
+    "generate_vapid_keys",
+    "publish_notification",
+    "rabbitmq_inspector",
+    "replay_dead_letters",
+    "demo",
+)
+VENV_PYTHON = ROOT / ".venv/bin/python"
 BAD_PASSWORD = "hunter2-never-print-me"
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-    @property
-    def both(self) -> str:
-        return self.out + self.err
-
-    def json(self) -> Any:
-        return json.loads(self.out)
-
-
-def script_env(**overrides: str) -> dict[str, str]:
-    """The caller's environment without service settings, plus `overrides`."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("RABBITMQ_", "REDIS_", "VAPID_", "PUSH_", "NODE_ENV"))
-    }
-    env.update(overrides)
-    return env
-
-
-async def run(
-    script: str,
-    *args: str,
-    cwd: Path,
-    stdin: bytes | None = None,
-    env: dict[str, str] | None = None,
-) -> Result:
-    """Run `python scripts/<script>.py args...` (cwd isolates it from any .env)."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(ROOT / "scripts" / f"{script}.py"),
-        *args,
-        cwd=cwd,
-        env=script_env(**(env or {})),
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    async with asyncio.timeout(60):
-        out, err = await proc.communicate(stdin)
-    assert proc.returncode is not None
-    return Result(proc.returncode, out.decode(), err.decode())
 
 
 def fake_subscription(endpoint: str) -> dict[str, Any]:
@@ -97,16 +63,6 @@ async def queue(rabbit: Rabbit) -> AsyncIterator[str]:
     await rabbit.delete(name, f"{name}.dlq")
 
 
-def assert_clean_failure(result: Result, *secrets: str) -> None:
-    assert result.code in (1, 2), result
-    assert "Traceback" not in result.both, result.both
-    lines = result.err.strip().splitlines()
-    assert len(lines) == 1, result.err
-    assert "error:" in lines[0]
-    for secret in secrets:
-        assert secret not in result.both
-
-
 # --- --help -----------------------------------------------------------------------------
 
 
@@ -116,6 +72,61 @@ async def test_help(script: str, tmp_path: Path) -> None:
     assert result.code == 0, result.err
     assert result.out.startswith("usage:")
     assert result.err == ""
+
+
+def readme_scripts() -> list[str]:
+    """Every script in scripts/ that the README (or .env.example) mentions."""
+    text = (ROOT / "README.md").read_text() + (ROOT / ".env.example").read_text()
+    names = set(re.findall(r"\b\w+\.(?:py|sh)\b", text))
+    return sorted(name for name in names if (ROOT / "scripts" / name).is_file())
+
+
+def test_the_readme_names_the_operator_scripts() -> None:
+    assert {f"{name}.py" for name in SCRIPTS} <= set(readme_scripts())
+
+
+@pytest.mark.parametrize("name", readme_scripts())
+def test_readme_scripts_are_executable_in_git_and_on_disk(name: str) -> None:
+    path = ROOT / "scripts" / name
+    assert path.stat().st_mode & stat.S_IXUSR, f"{name} is not executable"
+    staged = subprocess.run(
+        ["git", "ls-files", "-s", f"scripts/{name}"], cwd=ROOT, capture_output=True, text=True
+    )
+    if staged.stdout:  # a fresh checkout gets the mode git has
+        assert staged.stdout.startswith("100755"), staged.stdout
+
+
+@pytest.mark.skipif(not VENV_PYTHON.exists(), reason="no .venv in the checkout (make install)")
+@pytest.mark.parametrize("name", [n for n in readme_scripts() if n.endswith(".py")])
+async def test_readme_python_scripts_run_directly_with_the_project_venv(
+    name: str, tmp_path: Path
+) -> None:
+    """`scripts/x.py --help` as the README shows it, with no venv on PATH."""
+    proc = await asyncio.create_subprocess_exec(
+        str(ROOT / "scripts" / name),
+        "--help",
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(60):
+        out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    assert out.decode().startswith("usage:")
+
+
+async def test_without_the_venv_the_error_names_it(tmp_path: Path) -> None:
+    (tmp_path / "scripts").mkdir()
+    copy = tmp_path / "scripts" / "publish_notification.py"
+    copy.write_bytes((ROOT / "scripts/publish_notification.py").read_bytes())
+    copy.chmod(0o755)
+    proc = await asyncio.create_subprocess_exec(
+        str(copy), "--help", cwd=tmp_path, stderr=asyncio.subprocess.PIPE
+    )
+    _, err = await proc.communicate()
+    assert proc.returncode == 127
+    assert ".venv/bin/python" in err.decode()
 
 
 @pytest.mark.parametrize("command", ["count", "peek"])
