@@ -26,6 +26,7 @@ from push_service.models import (
     parse_subscription,
     peek_notification_id,
 )
+from push_service.models import device as device_module
 from push_service.vapid import b64url_encode
 
 POLICY = EndpointPolicy(
@@ -546,3 +547,16 @@ def test_parsing_in_threads_gives_the_same_result_as_on_the_loop() -> None:
         assert [point_of(d.p256dh) for d in n.devices] == [
             point_of(d.p256dh) for d in expected.devices
         ]
+
+
+def test_decoded_keys_are_kept_across_messages_bounded_and_only_when_valid() -> None:
+    cache = device_module._public_key
+    cache.cache_clear()
+    body = dumps(message())
+    first, second = parse_notification(body, POLICY), parse_notification(body, POLICY)
+    assert first.devices[0].p256dh is second.devices[0].p256dh  # decoded once
+    bad = dumps(message(devices=[with_keys(p256dh=b64url_encode(off_curve()))]))
+    for _ in range(2):
+        assert parse_notification(bad, POLICY).rejected[0].reason == "invalid_keys"
+    info = cache.cache_info()
+    assert (info.hits, info.currsize, info.maxsize) == (1, 1, device_module.KEY_CACHE_SIZE)

@@ -7,6 +7,7 @@ message for some of a notification's devices can be rebuilt (`subscription()`).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from typing import Any
 
@@ -80,6 +81,13 @@ def _decode_key(text: str, name: str, length: int) -> bytes:
     return raw
 
 
+# Checking that a point is on the curve is most of a device's parse cost, and a device
+# receives many pushes: the last few thousand browser keys are kept, decoded. Only valid
+# keys are cached (lru_cache keeps no exceptions); it is thread-safe.
+KEY_CACHE_SIZE = 4096
+
+
+@functools.lru_cache(maxsize=KEY_CACHE_SIZE)
 def _public_key(text: str) -> ec.EllipticCurvePublicKey:
     point = _decode_key(text, "p256dh", 65)
     if point[0] != 4:

@@ -1,13 +1,19 @@
 #!/usr/bin/env python3
 """Cost of validating one queue message: `parse_notification` in CPU microseconds.
 
-Times the parser that the consumer runs on every message, for a message with one
-device and one with 1,000 (distinct endpoints and keys), each over several rounds
-in this process, and prints the median and the spread of the rounds. The endpoint
-policy and the messages are built once, as the consumer holds them, so a verdict
-or key cache that the parser keeps across messages counts as it would in service.
+Times the parser that the consumer runs on every message, for messages with one
+device and with 1,000 (distinct endpoints and keys), each over several rounds in this
+process, and prints the median and the spread of the rounds. Two cases:
 
-    .venv/bin/python scripts/bench/bench_parse.py [--rounds 7] [--seconds 0.5]
+  cold  every message brings devices whose keys the parser has not seen lately (a
+        pool of messages larger than any key cache, parsed in turn);
+  warm  the same message again and again (a device that receives many pushes).
+
+The endpoint policy is built once, as the consumer holds it, so its per-origin
+verdicts are cached in both cases. CPU time of this thread is measured, not wall
+time, so that other processes on a shared machine disturb the numbers less.
+
+    .venv/bin/python scripts/bench/bench_parse.py [--rounds 7] [--seconds 0.4]
 
 Runs against whichever `push_service` is importable, so the same script measures
 another checkout: `PYTHONPATH=/path/to/other/checkout python scripts/bench/...`.
@@ -17,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import itertools
 import os
 import statistics
 import sys
@@ -33,6 +40,7 @@ from push_service.models import parse_notification
 
 ALLOWLIST = ("fcm.googleapis.com", "*.push.services.mozilla.com", "*.push.apple.com")
 SIZES = (1, 1_000)
+COLD_KEYS = 10_000  # more distinct keys than any cache the parser keeps
 
 
 def b64url(data: bytes) -> str:
@@ -71,11 +79,7 @@ def message(devices: int) -> bytes:
 
 
 def time_call(call: Callable[[], object], seconds: float) -> float:
-    """CPU microseconds per call, over as many calls as fit in about `seconds` of CPU.
-
-    CPU time of this thread, not wall time: on a shared machine other processes then
-    add little but cache noise.
-    """
+    """CPU microseconds per call, over as many calls as fit in about `seconds` of CPU."""
     calls, started = 0, time.thread_time()
     while True:
         call()
@@ -85,30 +89,40 @@ def time_call(call: Callable[[], object], seconds: float) -> float:
             return elapsed / calls * 1e6
 
 
-def measure(body: bytes, policy: EndpointPolicy, rounds: int, seconds: float) -> list[float]:
-    def call() -> object:
-        return parse_notification(body, policy, 10_000)
+def measure(
+    bodies: list[bytes], policy: EndpointPolicy, rounds: int, seconds: float
+) -> list[float]:
+    """Rounds of parsing `bodies` in turn (one body: the same message each time)."""
+    turn = itertools.cycle(bodies)
 
-    call()  # warm-up: the first call fills whatever the parser caches
+    def call() -> object:
+        return parse_notification(next(turn), policy, 10_000)
+
+    call()  # warm-up: the first call fills the policy's verdict cache
     return [time_call(call, seconds) for _ in range(rounds)]
+
+
+def report(name: str, size: int, samples: list[float]) -> None:
+    median = statistics.median(samples)
+    print(
+        f"{name:>5} {size:>8} {median:>11.1f} {min(samples):>9.1f} {max(samples):>9.1f}"
+        f" {median / size:>10.2f}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=7, help="rounds per size (default 7)")
-    parser.add_argument("--seconds", type=float, default=0.5, help="length of a round")
+    parser.add_argument("--rounds", type=int, default=7, help="rounds per case (default 7)")
+    parser.add_argument("--seconds", type=float, default=0.4, help="CPU seconds of a round")
     args = parser.parse_args(argv)
     policy = EndpointPolicy(ALLOWLIST)
-    module = sys.modules[parse_notification.__module__].__file__
-    print(f"parse_notification from {module}")
-    print(f"{'devices':>8} {'median us':>11} {'min us':>9} {'max us':>9} {'us/device':>10}  (CPU)")
+    print(f"parse_notification from {sys.modules[parse_notification.__module__].__file__}")
+    columns = ("devices", 8), ("median us", 11), ("min us", 9), ("max us", 9), ("us/device", 10)
+    print(f"{'case':>5} " + " ".join(f"{name:>{width}}" for name, width in columns))
     for size in SIZES:
-        samples = measure(message(size), policy, args.rounds, args.seconds)
-        median = statistics.median(samples)
-        print(
-            f"{size:>8} {median:>11.1f} {min(samples):>9.1f} {max(samples):>9.1f}"
-            f" {median / size:>10.2f}"
-        )
+        pool = [message(size) for _ in range(max(2, COLD_KEYS // size))]
+        report("cold", size, measure(pool, policy, args.rounds, args.seconds))
+        report("warm", size, measure(pool[:1], policy, args.rounds, args.seconds))
     return 0
 
 
