@@ -83,7 +83,8 @@ def _decode_key(text: str, name: str, length: int) -> bytes:
 
 # Checking that a point is on the curve is most of a device's parse cost, and a device
 # receives many pushes: the last few thousand browser keys are kept, decoded. Only valid
-# keys are cached (lru_cache keeps no exceptions); it is thread-safe.
+# keys are cached (lru_cache keeps no exceptions); it is thread-safe. About 2 KB a key
+# (OpenSSL's key object): 8 MB when full.
 KEY_CACHE_SIZE = 4096
 
 
