@@ -6,12 +6,17 @@ STAMP := $(VENV)/.installed
 NODE_DIR := tests/pushserver
 PEERS_DIR := tests/peers
 
-.PHONY: run test lint fmt bench demo services install clean
+LOCK := requirements/dev.txt
 
-$(STAMP): setup.cfg pyproject.toml
+.PHONY: run test lint fmt bench demo services install clean lock lock-upgrade audit
+
+# Exactly the locked versions (hashes checked), then the package itself without resolving.
+$(STAMP): setup.cfg pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,lint]'
+	$(BIN)/pip install --quiet --require-hashes -r $(LOCK)
+	$(BIN)/pip install --quiet --no-deps -e .
+	$(BIN)/pip check
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -47,8 +52,18 @@ fmt: $(STAMP)
 bench: $(STAMP) services
 	$(BIN)/python scripts/bench.py $(BENCH_ARGS)
 
+lock: ## regenerate requirements/{runtime,dev,tools}.txt from setup.cfg, keeping current pins
+	scripts/lock/lock.sh
+
+lock-upgrade: ## the same, moving every pin to the newest version setup.cfg allows
+	scripts/lock/lock.sh --upgrade
+
+audit: ## pip-audit the locks (fails on a known vulnerability)
+	$$(scripts/lock/ensure_tools.sh)/python scripts/lock/audit.py $(AUDIT_ARGS)
+
 clean:
-	rm -rf $(VENV) build dist *.egg-info $(NODE_DIR)/node_modules $(PEERS_DIR)/node_modules .pytest_cache .mypy_cache
+	rm -rf $(VENV) .venv-lock .venv-deploy build dist *.egg-info $(NODE_DIR)/node_modules \
+		$(PEERS_DIR)/node_modules .pytest_cache .mypy_cache
 
 # ---- containers --------------------------------------------------------------
 # Picks the first compose that works. Override with: make up COMPOSE="podman-compose"
@@ -84,3 +99,7 @@ image: ## build only the image (podman keeps HEALTHCHECK only in docker format)
 
 check-container: ## check the container files statically (no engine needed; installs its tools the first time)
 	scripts/check_container_files.sh
+
+.PHONY: check-deploy
+check-deploy: ## check deploy/ (Kubernetes, KEDA, Prometheus rules, Grafana) statically; installs its tools the first time
+	scripts/deploy/check_deploy.sh

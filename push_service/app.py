@@ -34,6 +34,7 @@ from push_service.metrics import LoopLagMonitor, Metrics
 from push_service.models import parse_notification
 from push_service.parking import Ladder, Parking, service_topology
 from push_service.pusher import Pusher
+from push_service.queue_depth import QueueDepthMonitor
 from push_service.retry import PushRetryPolicy, RetryPolicy
 from push_service.status import RedisUnavailable, StatusStore, connect
 from push_service.supervisor import BrokerSupervisor
@@ -67,6 +68,7 @@ class Runtime:
         self.consumer: Consumer | None = None
         self.supervisor: BrokerSupervisor | None = None
         self.publisher: Publisher | None = None
+        self.queue_depth: QueueDepthMonitor | None = None
         self.loop_monitor = LoopLagMonitor(self.metrics)
         self._redis_error: str | None = None
 
@@ -87,7 +89,18 @@ class Runtime:
         )
         await self.loop_monitor.start()
         await self.supervisor.start()
+        if s.queue_depth_interval_seconds > 0:
+            self.queue_depth = QueueDepthMonitor(
+                self.supervisor, self.monitored_queues, self.metrics,
+                interval=s.queue_depth_interval_seconds,
+            )  # fmt: skip
+            await self.queue_depth.start()
         await self._redis_ok()  # a wrong REDIS_URL or password is logged at start-up
+
+    def monitored_queues(self) -> list[str]:
+        """The queues whose depth /metrics shows (push_queue_messages): main, DLQ, delays."""
+        t = self.topology
+        return [t.queue, t.dead_letter_queue, *t.extra]
 
     def _consumer(self) -> Consumer:
         s = self.settings
@@ -157,6 +170,8 @@ class Runtime:
 
     async def stop(self) -> None:
         """Consumer first (drain within the grace period), then HTTP sessions, then Redis."""
+        if self.queue_depth is not None:
+            await self.queue_depth.stop()
         if self.supervisor is not None:
             await self.supervisor.stop(self.settings.shutdown_grace_seconds)
         for session in (self.push_session, self.user_session):

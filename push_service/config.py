@@ -215,6 +215,8 @@ class Settings:
     subscribe_jwt_required: bool = False
     # Start-up warnings about the configuration (e.g. a variable that no longer exists).
     warnings: tuple[str, ...] = ()
+    # --- observability (issue 15) ---
+    queue_depth_interval_seconds: float = 15.0
     # --- payload format (issue 14): see _payload_values ---
     push_payload_format: PayloadFormat = "classic"
 
@@ -257,6 +259,7 @@ class Settings:
             **_retry_values(env),
             **_http_values(env),
             **_api_values(env),
+            **_observability_values(env),
             **_payload_values(env),
             warnings=_removed(env),
         )
@@ -454,6 +457,16 @@ def _subscribe_jwt_values(env: _Env) -> dict[str, Any]:
             "or SUBSCRIBE_JWT_JWKS_FILE"
         )
     return values
+
+
+# --- observability (issue 15) -----------------------------------------------------------
+
+
+def _observability_values(env: _Env) -> dict[str, Any]:
+    interval = env.number("QUEUE_DEPTH_INTERVAL_SECONDS", 15.0)
+    if 0 < interval < 1:
+        raise ConfigError("QUEUE_DEPTH_INTERVAL_SECONDS must be 0 (off) or at least 1")
+    return {"queue_depth_interval_seconds": interval}
 
 
 # --- payload format (issue 14) ----------------------------------------------------------

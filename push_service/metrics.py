@@ -1,170 +1,233 @@
-"""A small Prometheus text-format registry (counters, gauges, histograms with labels).
+"""The service's Prometheus metrics, kept by `prometheus_client` behind a small facade.
 
-Kept in-house: the service needs a dozen metrics, not a client library, and the
-hot path pays one dict update per observation.
+Call sites write `metrics.pushes.inc(outcome="sent", host=host)`, `.dec()`, `.set(v)` or
+`.observe(v)` with label values as keyword arguments; they never see the client library.
+Each `Metrics` owns its registry (not the client's global one), so tests can create
+several. The registry also carries the client's standard process, platform and GC
+collectors (`process_*`, `python_info`, `python_gc_*`).
+
+Hot path: the labelled child of each label combination is cached by the call's keyword
+items, so an update costs a tuple, a dict lookup and the client's locked add.
+
+Cardinality: label values come from the code, never from a request, except the push
+service `host` (the host of a subscription endpoint that passed the allowlist). The first
+`MAX_HOST_LABELS` distinct hosts a process sees keep their name; later ones are counted
+as `other`, so a misconfigured allowlist (`*`) cannot grow the series without bound.
 """
 
 from __future__ import annotations
 
 import asyncio
-import bisect
 import contextlib
-import math
 import time
-from collections import defaultdict
+from typing import Any
 
-Labels = tuple[tuple[str, str], ...]
+import prometheus_client
+from prometheus_client import (
+    CollectorRegistry,
+    GCCollector,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+MAX_HOST_LABELS = 100
+OTHER_HOST = "other"
+
+# `<name>_created` series would double the series count for nothing a dashboard uses.
+# The switch is process-wide in the client; this process exports only these metrics.
+prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
 
 
-def _labels(labels: dict[str, str]) -> Labels:
-    return tuple(sorted(labels.items()))
+class HostLabels:
+    """Admits the first `limit` distinct hosts; any later host is reported as `other`."""
+
+    def __init__(self, limit: int = MAX_HOST_LABELS) -> None:
+        self.limit = limit
+        self._seen: set[str] = set()
+
+    def __call__(self, host: str) -> str:
+        if host in self._seen:
+            return host
+        if len(self._seen) >= self.limit:
+            return OTHER_HOST
+        self._seen.add(host)
+        return host
 
 
-def _escape(text: str, quote: bool = True) -> str:
-    """Text-format escaping: backslash and newline always, double quote in label values."""
-    text = text.replace("\\", "\\\\").replace("\n", "\\n")
-    return text.replace('"', '\\"') if quote else text
+class _Family:
+    """One metric family: resolves keyword labels to the client's child, cached."""
 
-
-def _number(value: float) -> str:
-    """A sample value without loss: `:g` would print 1234567 as 1.23457e+06."""
-    if isinstance(value, int):  # bool included: True renders as 1
-        return str(int(value))
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    if value.is_integer() and abs(value) < 2**53:
-        return str(int(value))
-    return repr(float(value))
-
-
-def _format_labels(labels: Labels, extra: tuple[tuple[str, str], ...] = ()) -> str:
-    items = labels + extra
-    if not items:
-        return ""
-    return "{" + ",".join(f'{k}="{_escape(str(v))}"' for k, v in items) + "}"
-
-
-class _Metric:
-    kind = "untyped"
-
-    def __init__(self, name: str, help_text: str) -> None:
+    def __init__(
+        self, name: str, family: Any, labelnames: tuple[str, ...], hosts: HostLabels
+    ) -> None:
         self.name = name
-        self.help = help_text
+        self.labelnames = labelnames
+        self._family = family
+        self._labelled = bool(labelnames)
+        self._hosts = hosts if "host" in labelnames else None
+        self._children: dict[tuple[tuple[str, Any], ...], Any] = {}
 
-    def header(self) -> list[str]:
-        return [
-            f"# HELP {self.name} {_escape(self.help, quote=False)}",
-            f"# TYPE {self.name} {self.kind}",
-        ]
+    def _child(self, labels: dict[str, Any]) -> Any:
+        if not self._labelled:
+            return self._family
+        key = tuple(labels.items())
+        child = self._children.get(key)
+        if child is None:
+            child = self._resolve(key, labels)
+        return child
 
-    def render(self) -> list[str]:
-        raise NotImplementedError
+    def _resolve(self, key: tuple[tuple[str, Any], ...], labels: dict[str, Any]) -> Any:
+        cache = True
+        if self._hosts is not None and "host" in labels:
+            host = self._hosts(str(labels["host"]))
+            # Hosts past the cap are not cached: they would grow this dict without bound.
+            cache = host != OTHER_HOST
+            labels = {**labels, "host": host}
+        child = self._family.labels(**labels)
+        if cache:
+            self._children[key] = child
+        return child
 
-
-class Counter(_Metric):
-    kind = "counter"
-
-    def __init__(self, name: str, help_text: str) -> None:
-        super().__init__(name, help_text)
-        self.values: dict[Labels, float] = defaultdict(float)
-
-    def inc(self, amount: float = 1.0, **labels: str) -> None:
-        self.values[_labels(labels)] += amount
-
-    def value(self, **labels: str) -> float:
-        return self.values.get(_labels(labels), 0.0)
-
-    def render(self) -> list[str]:
-        return [f"{self.name}{_format_labels(k)} {_number(v)}" for k, v in self.values.items()]
-
-
-class Gauge(Counter):
-    kind = "gauge"
-
-    def set(self, value: float, **labels: str) -> None:
-        self.values[_labels(labels)] = value
-
-    def dec(self, amount: float = 1.0, **labels: str) -> None:
-        self.values[_labels(labels)] -= amount
+    def _samples(self, suffix: str, labels: dict[str, Any]) -> float:
+        wanted = {k: str(v) for k, v in labels.items()}
+        for metric in self._family.collect():
+            for sample in metric.samples:
+                if sample.name == self.name + suffix and sample.labels == wanted:
+                    return float(sample.value)
+        return 0.0
 
 
-class Histogram(_Metric):
-    kind = "histogram"
+class Counter(_Family):
+    def inc(self, amount: float = 1.0, **labels: Any) -> None:
+        self._child(labels).inc(amount)
 
-    def __init__(self, name: str, help_text: str, buckets: tuple[float, ...] = LATENCY_BUCKETS):
-        super().__init__(name, help_text)
-        self.buckets = buckets
-        self.counts: dict[Labels, list[int]] = {}
-        self.sums: dict[Labels, float] = defaultdict(float)
+    def value(self, **labels: Any) -> float:
+        """The current value (0 when never incremented); for tests and the benchmark."""
+        return self._samples("_total", labels)
 
-    def observe(self, value: float, **labels: str) -> None:
-        key = _labels(labels)
-        counts = self.counts.setdefault(key, [0] * (len(self.buckets) + 1))
-        counts[bisect.bisect_left(self.buckets, value)] += 1
-        self.sums[key] += value
 
-    def render(self) -> list[str]:
-        lines = []
-        for key, counts in self.counts.items():
-            cumulative = 0
-            for bound, count in zip((*self.buckets, float("inf")), counts, strict=True):
-                cumulative += count
-                le = "+Inf" if bound == float("inf") else f"{bound:g}"
-                lines.append(f"{self.name}_bucket{_format_labels(key, (('le', le),))} {cumulative}")
-            lines.append(f"{self.name}_sum{_format_labels(key)} {_number(self.sums[key])}")
-            lines.append(f"{self.name}_count{_format_labels(key)} {cumulative}")
-        return lines
+class Gauge(_Family):
+    def inc(self, amount: float = 1.0, **labels: Any) -> None:
+        self._child(labels).inc(amount)
+
+    def dec(self, amount: float = 1.0, **labels: Any) -> None:
+        self._child(labels).dec(amount)
+
+    def set(self, value: float, **labels: Any) -> None:
+        self._child(labels).set(value)
+
+    def value(self, **labels: Any) -> float:
+        return self._samples("", labels)
+
+    def remove(self, **labels: Any) -> None:
+        """Drop one labelled series (a queue that no longer exists), if present."""
+        with contextlib.suppress(KeyError):
+            self._family.remove(*(str(labels[n]) for n in self.labelnames))
+        self._children = {k: c for k, c in self._children.items() if dict(k) != labels}
+
+    def labelled(self) -> list[dict[str, str]]:
+        """The label sets that currently have a series."""
+        return [s.labels for m in self._family.collect() for s in m.samples]
+
+
+class Histogram(_Family):
+    def observe(self, value: float, **labels: Any) -> None:
+        self._child(labels).observe(value)
+
+    def count(self, **labels: Any) -> float:
+        return self._samples("_count", labels)
+
+    def sum(self, **labels: Any) -> float:
+        return self._samples("_sum", labels)
 
 
 class Metrics:
     """The service's metrics; one instance per process, owned by the app."""
 
-    def __init__(self) -> None:
-        self.messages = Counter("push_messages_consumed_total", "Queue messages handled, by result")
-        self.pushes = Counter("push_pushes_total", "Pushes by outcome and push-service host")
-        self.retries = Counter("push_retries_total", "Push attempts that were retries")
-        self.invalidations = Counter(
-            "push_invalidations_total", "Gone subscriptions reported to the User Service"
+    def __init__(self, max_hosts: int = MAX_HOST_LABELS) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
+        self.hosts = HostLabels(max_hosts)
+        self._define_delivery()
+        self._define_runtime()
+        self._define_outage()
+
+    def _counter(self, name: str, doc: str, *labels: str) -> Counter:
+        family = prometheus_client.Counter(name, doc, labels, registry=self.registry)
+        return Counter(name.removesuffix("_total"), family, labels, self.hosts)
+
+    def _gauge(self, name: str, doc: str, *labels: str) -> Gauge:
+        family = prometheus_client.Gauge(name, doc, labels, registry=self.registry)
+        return Gauge(name, family, labels, self.hosts)
+
+    def _histogram(self, name: str, doc: str, *labels: str) -> Histogram:
+        family = prometheus_client.Histogram(
+            name, doc, labels, registry=self.registry, buckets=LATENCY_BUCKETS
         )
-        self.dead_lettered = Counter("push_dead_lettered_total", "Messages sent to the DLQ")
-        self.deferred = Counter(
-            "push_deferred_total", "Device pushes parked in a delay queue for a later retry"
+        return Histogram(name, family, labels, self.hosts)
+
+    def _define_delivery(self) -> None:
+        self.messages = self._counter(
+            "push_messages_consumed_total", "Queue messages handled, by result", "result"
         )
-        self.expired = Counter(
-            "push_expired_total", "Device pushes given up because the deadline (TTL) passed"
+        self.pushes = self._counter(
+            "push_pushes_total", "Pushes by outcome and push-service host", "outcome", "host"
         )
-        self.parked = Counter("push_parked_messages_total", "Messages published to a delay queue")
-        self.circuit_state = Gauge(
-            "push_circuit_state", "Circuit of a push service: 0 closed, 1 half-open, 2 open"
+        self.retries = self._counter("push_retries_total", "Push attempts that were retries")
+        self.invalidations = self._counter(
+            "push_invalidations_total", "Gone subscriptions reported to the User Service", "result"
         )
-        self.circuit_transitions = Counter(
-            "push_circuit_transitions_total", "Circuit state changes per push service"
+        self.dead_lettered = self._counter(
+            "push_dead_lettered_total", "Messages sent to the DLQ", "reason"
         )
-        self.in_flight = Gauge("push_in_flight_sends", "Push requests under way")
-        self.connected = Gauge("push_consumer_connected", "1 while consuming from RabbitMQ")
-        self.push_latency = Histogram("push_request_seconds", "Push-service request latency")
-        self.e2e_latency = Histogram(
+        self.in_flight = self._gauge("push_in_flight_sends", "Push requests under way")
+        self.push_latency = self._histogram("push_request_seconds", "Push-service request latency")
+        self.e2e_latency = self._histogram(
             "push_end_to_end_seconds", "Publish to outcome recorded (needs message timestamp)"
         )
-        self.loop_lag = Histogram(
+
+    def _define_runtime(self) -> None:
+        self.connected = self._gauge("push_consumer_connected", "1 while consuming from RabbitMQ")
+        self.loop_lag = self._histogram(
             "push_event_loop_lag_seconds", "How late the event loop ran a 20 ms timer"
         )
-        self.loop_lag_max = Gauge(
+        self.loop_lag_max = self._gauge(
             "push_event_loop_lag_max_seconds", "Longest event loop stall seen since start"
         )
+        self.queue_messages = self._gauge(
+            "push_queue_messages", "Messages ready in a RabbitMQ queue (passive declare)", "queue"
+        )
 
-    def all(self) -> list[_Metric]:
-        return [m for m in vars(self).values() if isinstance(m, _Metric)]
+    def _define_outage(self) -> None:
+        """Parking and circuit breaking while a push service is unwell."""
+        self.deferred = self._counter(
+            "push_deferred_total",
+            "Device pushes parked in a delay queue for a later retry",
+            "host",
+            "reason",
+        )
+        self.expired = self._counter(
+            "push_expired_total", "Device pushes given up because the deadline passed", "host"
+        )
+        self.circuit_state = self._gauge(
+            "push_circuit_state",
+            "Circuit per push-service host: 0 closed, 1 half-open, 2 open",
+            "host",
+        )
+        self.circuit_transitions = self._counter(
+            "push_circuit_transitions_total", "Circuit state changes, by new state", "host", "state"
+        )
+        self.parked = self._counter(
+            "push_parked_messages_total", "Messages published to a delay queue"
+        )
 
     def render(self) -> str:
-        lines: list[str] = []
-        for metric in self.all():
-            lines += metric.header() + metric.render()
-        return "\n".join(lines) + "\n"
+        """The registry in the Prometheus text exposition format."""
+        return generate_latest(self.registry).decode("utf-8")
 
 
 class LoopLagMonitor:

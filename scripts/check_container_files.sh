@@ -39,6 +39,14 @@ elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2fs", b - a }'; }
 T0="$(now)"
 
 # ---------------------------------------------------------------- tools venv
+# shellcheck source=scripts/lib/quiet_run.sh
+source "$ROOT/scripts/lib/quiet_run.sh"
+
+install_tools() {
+    "$PYTHON" -m venv --clear "$TOOLS_VENV" &&
+        "$BIN/python" -m pip install --disable-pip-version-check --no-input -r "$REQS"
+}
+
 ensure_tools() {
     local pyver stamp want
     if ! pyver="$("$PYTHON" -c 'import sys; assert sys.version_info >= (3, 11), sys.version; print(sys.version.split()[0])' 2>&1)"; then
@@ -53,16 +61,8 @@ ensure_tools() {
         return 0
     fi
     echo "tools: installing into $TOOLS_VENV from ${REQS#"$ROOT"/} ..."
-    local log
-    log="$(mktemp)"
-    if ! { "$PYTHON" -m venv --clear "$TOOLS_VENV" &&
-        "$BIN/python" -m pip install --disable-pip-version-check --no-input -r "$REQS"; } >"$log" 2>&1; then
-        grep -v "is ignored: it is neither a file nor a directory" "$log" | tail -30 >&2
-        rm -f "$log"
-        echo "tools: installation failed (PyPI must be reachable on the first run)" >&2
-        return 1
-    fi
-    rm -f "$log"
+    quiet_run "tools: installation failed (PyPI must be reachable on the first run)" \
+        install_tools || return 1
     echo "$want" >"$stamp"
 }
 
@@ -127,8 +127,10 @@ compose_with_env() {
 
 step "hadolint Containerfile (.hadolint.yaml: fail at info and above)" \
     "$BIN/hadolint" --config "$ROOT/.hadolint.yaml" "$ROOT/Containerfile"
-step "shellcheck scripts/check_container_files.sh" \
-    "$BIN/shellcheck" --severity=style "$ROOT/scripts/check_container_files.sh"
+shellcheck_self() { # from the root, where the `source=` directives are relative to
+    (cd "$ROOT" && "$BIN/shellcheck" --severity=style -x scripts/check_container_files.sh)
+}
+step "shellcheck scripts/check_container_files.sh" shellcheck_self
 step "docker-compose config --no-env-resolution (compose-go loader + Compose schema)" compose_model
 step "docker-compose config with .env resolved" compose_with_env
 step "check-jsonschema compose.yaml against the vendored Compose Specification schema" \

@@ -1,170 +1,172 @@
-"""Prometheus text format: HELP/TYPE, escaping, exact values, cumulative histograms."""
+"""The metrics facade over prometheus_client: names, types, values, bounded host labels."""
 
 from __future__ import annotations
 
-import math
-import re
 import time
-from collections import defaultdict
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
-from push_service.metrics import Counter, Gauge, Histogram, LoopLagMonitor, Metrics
+from push_service.metrics import LATENCY_BUCKETS, LoopLagMonitor, Metrics
 from tests.support import wait_until
-
-SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$")
-LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\\\|\\"|\\n)*)"(,|$)')
-
-
-def unescape(value: str) -> str:
-    return re.sub(r"\\(.)", lambda m: {"n": "\n"}.get(m.group(1), m.group(1)), value)
-
-
-def parse_labels(text: str) -> dict[str, str]:
-    labels: dict[str, str] = {}
-    position = 0
-    while position < len(text):
-        match = LABEL.match(text, position)
-        assert match, f"bad label syntax at {text[position:]!r}"
-        labels[match.group(1)] = unescape(match.group(2))
-        position = match.end()
-    return labels
-
-
-def parse_value(text: str) -> float:
-    return {"+Inf": math.inf, "-Inf": -math.inf, "NaN": math.nan}.get(text) or float(text)
-
 
 Sample = tuple[str, dict[str, str], float]
 
+# Every family the service defines, with its type: dashboards and alerts depend on these.
+SERVICE_FAMILIES = {
+    "push_messages_consumed": "counter",
+    "push_pushes": "counter",
+    "push_retries": "counter",
+    "push_invalidations": "counter",
+    "push_dead_lettered": "counter",
+    "push_in_flight_sends": "gauge",
+    "push_consumer_connected": "gauge",
+    "push_request_seconds": "histogram",
+    "push_end_to_end_seconds": "histogram",
+    "push_event_loop_lag_seconds": "histogram",
+    "push_event_loop_lag_max_seconds": "gauge",
+    "push_queue_messages": "gauge",
+    "push_deferred": "counter",
+    "push_expired": "counter",
+    "push_circuit_state": "gauge",
+    "push_circuit_transitions": "counter",
+    "push_parked_messages": "counter",
+}
 
-def parse(text: str) -> tuple[dict[str, str], dict[str, str], list[Sample]]:
-    """A strict reader of the text format (version 0.0.4); returns helps, types, samples."""
-    assert text.endswith("\n")
-    helps: dict[str, str] = {}
+
+def parse(text: str) -> tuple[dict[str, str], list[Sample]]:
+    """Family types and samples, read by the client library's own parser."""
     types: dict[str, str] = {}
     samples: list[Sample] = []
-    for line in text.splitlines():
-        if line.startswith("# HELP "):
-            name, _, help_text = line[len("# HELP ") :].partition(" ")
-            assert name not in helps, f"duplicate HELP for {name}"
-            helps[name] = help_text
-        elif line.startswith("# TYPE "):
-            name, _, kind = line[len("# TYPE ") :].partition(" ")
-            assert name not in types, f"duplicate TYPE for {name}"
-            assert name in helps, "HELP comes first"
-            assert kind in ("counter", "gauge", "histogram", "summary", "untyped")
-            types[name] = kind
-        else:
-            match = SAMPLE.match(line)
-            assert match, f"bad sample line {line!r}"
-            name, labels = match.group(1), parse_labels(match.group(3) or "")
-            family = re.sub(r"_(bucket|sum|count)$", "", name)
-            family = family if types.get(family) == "histogram" else name
-            assert family in types, f"sample {name} before its TYPE"
-            samples.append((name, labels, parse_value(match.group(4))))
-    return helps, types, samples
+    for family in text_string_to_metric_families(text):
+        types[family.name] = family.type
+        samples += [(s.name, s.labels, s.value) for s in family.samples]
+    return types, samples
 
 
-def test_every_metric_has_help_and_type() -> None:
+def test_every_family_is_exposed_with_its_type() -> None:
+    types, _ = parse(Metrics().render())
+    assert {k: v for k, v in types.items() if k.startswith("push_")} == SERVICE_FAMILIES
+
+
+def test_standard_process_and_platform_collectors_are_registered() -> None:
+    types, samples = parse(Metrics().render())
+    names = {s[0] for s in samples}
+    assert {"process_resident_memory_bytes", "process_cpu_seconds_total"} <= names
+    assert "process_open_fds" in names
+    assert types["python_info"] == "gauge"
+    assert "python_gc_objects_collected_total" in names
+    assert not any(name.endswith("_created") for name in names), "no _created series"
+
+
+def test_two_instances_keep_separate_registries() -> None:
+    first, second = Metrics(), Metrics()
+    first.retries.inc(3)
+    assert first.retries.value() == 3 and second.retries.value() == 0
+    assert ("push_retries_total", {}, 0.0) in parse(second.render())[1]
+
+
+def test_updates_reach_the_exposition() -> None:
     metrics = Metrics()
     metrics.pushes.inc(outcome="sent", host="fcm.googleapis.com")
-    metrics.push_latency.observe(0.2)
+    metrics.pushes.inc(host="fcm.googleapis.com", outcome="sent")  # keyword order is free
+    metrics.pushes.inc(2, outcome="gone", host="fcm.googleapis.com")
     metrics.in_flight.inc()
-    helps, types, samples = parse(metrics.render())
-    assert set(helps) == set(types) == {m.name for m in metrics.all()}
-    assert types["push_pushes_total"] == "counter"
-    assert types["push_in_flight_sends"] == "gauge"
-    assert types["push_request_seconds"] == "histogram"
-    assert ("push_pushes_total", {"host": "fcm.googleapis.com", "outcome": "sent"}, 1.0) in samples
-
-
-def test_label_values_are_escaped() -> None:
-    counter = Counter("c_total", "help")
-    nasty = 'quote " backslash \\ newline \n end'
-    counter.inc(reason=nasty, host="h")
-    _, _, samples = parse("\n".join(counter.header() + counter.render()) + "\n")
-    assert samples == [("c_total", {"host": "h", "reason": nasty}, 1.0)]
-
-
-def test_help_text_is_escaped() -> None:
-    counter = Counter("c_total", "first line\nsecond \\ part")
-    assert counter.header()[0] == "# HELP c_total first line\\nsecond \\\\ part"
-
-
-def test_values_are_exact() -> None:
-    counter = Counter("c_total", "help")
-    counter.inc(1_234_567)
-    counter.inc(2**40, kind="big")
-    gauge = Gauge("g", "help")
-    gauge.set(0.1 + 0.2)
-    gauge.set(-3, side="neg")
-    gauge.set(math.inf, side="inf")
-    gauge.set(True, side="bool")
-    text = "\n".join(counter.render() + gauge.render())
-    assert "c_total 1234567\n" in text + "\n"
-    assert f'c_total{{kind="big"}} {2**40}' in text
-    _, _, samples = parse(
-        "# HELP c_total h\n# TYPE c_total counter\n" + "\n".join(counter.render()) + "\n"
-    )
-    assert [s[2] for s in samples] == [1_234_567.0, float(2**40)]
-    values = {s.split(" ")[0]: s.split(" ")[1] for s in gauge.render()}
-    assert float(values["g"]) == 0.1 + 0.2
-    assert values['g{side="neg"}'] == "-3"
-    assert values['g{side="inf"}'] == "+Inf"
-    assert values['g{side="bool"}'] == "1"
+    metrics.deferred.inc(host="fcm.googleapis.com", reason="retry_after")
+    metrics.circuit_state.set(2, host="fcm.googleapis.com")
+    metrics.parked.inc()
+    _, samples = parse(metrics.render())
+    assert ("push_pushes_total", {"host": "fcm.googleapis.com", "outcome": "sent"}, 2.0) in samples
+    assert ("push_pushes_total", {"host": "fcm.googleapis.com", "outcome": "gone"}, 2.0) in samples
+    assert ("push_in_flight_sends", {}, 1.0) in samples
+    assert (
+        "push_deferred_total",
+        {"host": "fcm.googleapis.com", "reason": "retry_after"},
+        1.0,
+    ) in samples
+    assert ("push_circuit_state", {"host": "fcm.googleapis.com"}, 2.0) in samples
+    assert ("push_parked_messages_total", {}, 1.0) in samples
 
 
 def test_counter_and_gauge_arithmetic() -> None:
-    counter = Counter("c_total", "help")
-    counter.inc(host="a")
-    counter.inc(2, host="a")
-    counter.inc(host="b")
-    assert counter.value(host="a") == 3 and counter.value(host="b") == 1
-    assert counter.value(host="never") == 0
-    gauge = Gauge("g", "help")
-    gauge.inc()
-    gauge.inc()
-    gauge.dec()
-    assert gauge.value() == 1
+    metrics = Metrics()
+    metrics.invalidations.inc(result="ok")
+    metrics.invalidations.inc(2, result="ok")
+    metrics.invalidations.inc(result="error")
+    assert metrics.invalidations.value(result="ok") == 3
+    assert metrics.invalidations.value(result="error") == 1
+    assert metrics.invalidations.value(result="never") == 0
+    metrics.in_flight.inc()
+    metrics.in_flight.inc()
+    metrics.in_flight.dec()
+    assert metrics.in_flight.value() == 1
+    metrics.connected.set(1)
+    metrics.connected.set(0)
+    assert metrics.connected.value() == 0
 
 
-@pytest.mark.parametrize("labels", [{}, {"host": "fcm"}])
-def test_histogram_buckets_are_cumulative_and_inf_equals_count(labels: dict[str, str]) -> None:
-    histogram = Histogram("h_seconds", "help", buckets=(0.1, 0.5, 1.0, 5.0))
-    observations = [0.05, 0.1, 0.1000001, 0.3, 0.5, 0.7, 1.0, 4.0, 7.0, 100.0]
+def test_a_counter_refuses_to_go_down() -> None:
+    with pytest.raises(ValueError, match="negative"):
+        Metrics().retries.inc(-1)
+
+
+def test_missing_or_unknown_labels_are_errors() -> None:
+    metrics = Metrics()
+    with pytest.raises(ValueError, match="label"):
+        metrics.pushes.inc(outcome="sent")
+    with pytest.raises(ValueError, match="label"):
+        metrics.pushes.inc(outcome="sent", host="h", endpoint="https://x/y")
+
+
+def test_gauge_series_can_be_removed() -> None:
+    metrics = Metrics()
+    metrics.queue_messages.set(5, queue="a")
+    metrics.queue_messages.set(7, queue="a.dlq")
+    metrics.queue_messages.remove(queue="a")
+    metrics.queue_messages.remove(queue="never-set")
+    assert metrics.queue_messages.labelled() == [{"queue": "a.dlq"}]
+    metrics.queue_messages.set(1, queue="a")  # comes back after a removal
+    assert metrics.queue_messages.value(queue="a") == 1
+
+
+def test_host_label_values_are_capped() -> None:
+    metrics = Metrics(max_hosts=3)
+    hosts = [f"h{i}.push.example" for i in range(10)]
+    for host in hosts:
+        metrics.pushes.inc(outcome="sent", host=host)
+        metrics.expired.inc(host=host)
+    for host in hosts[:3]:  # admitted hosts keep their name, also on their next push
+        metrics.pushes.inc(outcome="sent", host=host)
+    _, samples = parse(metrics.render())
+    pushed = {s[1]["host"]: s[2] for s in samples if s[0] == "push_pushes_total"}
+    assert pushed == {"h0.push.example": 2, "h1.push.example": 2, "h2.push.example": 2, "other": 7}
+    expired = {s[1]["host"] for s in samples if s[0] == "push_expired_total"}
+    assert expired == {"h0.push.example", "h1.push.example", "h2.push.example", "other"}
+    assert len(metrics.pushes._children) <= 3, "hosts past the cap are not cached"
+
+
+def test_histogram_buckets_are_cumulative_and_inf_equals_count() -> None:
+    metrics = Metrics()
+    observations = [0.0005, 0.001, 0.0011, 0.3, 0.5, 0.7, 1.0, 4.0, 70.0, 100.0]
     for value in observations:
-        histogram.observe(value, **labels)
-    _, _, samples = parse("\n".join(histogram.header() + histogram.render()) + "\n")
-    buckets = [(s[1]["le"], s[2]) for s in samples if s[0] == "h_seconds_bucket"]
-    assert [le for le, _ in buckets] == ["0.1", "0.5", "1", "5", "+Inf"]
-    counts = [count for _, count in buckets]
-    assert counts == [2, 5, 7, 8, 10]  # le is inclusive: 0.1 counts in le="0.1"
-    assert counts == sorted(counts)
-    for sample in samples:
-        assert {k: v for k, v in sample[1].items() if k != "le"} == labels
-    (count,) = [s[2] for s in samples if s[0] == "h_seconds_count"]
-    (total,) = [s[2] for s in samples if s[0] == "h_seconds_sum"]
-    assert count == counts[-1] == len(observations)
-    assert total == pytest.approx(sum(observations))
+        metrics.push_latency.observe(value)
+    _, samples = parse(metrics.render())
+    buckets = [(s[1]["le"], s[2]) for s in samples if s[0] == "push_request_seconds_bucket"]
+    assert len(buckets) == len(LATENCY_BUCKETS) + 1 and buckets[-1][0] == "+Inf"
+    counts = dict(buckets)
+    assert counts["0.001"] == 2  # le is inclusive
+    assert counts["0.5"] == 5 and counts["1.0"] == 7 and counts["60.0"] == 8
+    assert [c for _, c in buckets] == sorted(c for _, c in buckets)
+    assert counts["+Inf"] == metrics.push_latency.count() == len(observations)
+    assert metrics.push_latency.sum() == pytest.approx(sum(observations))
 
 
-def test_histograms_keep_label_sets_apart() -> None:
-    histogram = Histogram("h", "help", buckets=(1.0,))
-    histogram.observe(0.5, host="a")
-    histogram.observe(2.0, host="b")
-    histogram.observe(3.0, host="b")
-    _, _, samples = parse("\n".join(histogram.header() + histogram.render()) + "\n")
-    per_host: dict[str, dict[str, float]] = defaultdict(dict)
-    for name, labels, value in samples:
-        per_host[labels["host"]][name + labels.get("le", "")] = value
-    assert per_host["a"] == {"h_bucket1": 1, "h_bucket+Inf": 1, "h_sum": 0.5, "h_count": 1}
-    assert per_host["b"] == {"h_bucket1": 0, "h_bucket+Inf": 2, "h_sum": 5.0, "h_count": 2}
-
-
-def test_empty_registry_renders_headers_only() -> None:
-    helps, types, samples = parse(Metrics().render())
-    assert helps and types and samples == []
+def test_label_values_are_escaped() -> None:
+    metrics = Metrics()
+    nasty = 'quote " backslash \\ newline \n end'
+    metrics.dead_lettered.inc(reason=nasty)
+    _, samples = parse(metrics.render())
+    assert ("push_dead_lettered_total", {"reason": nasty}, 1.0) in samples
 
 
 async def test_loop_lag_monitor_sees_a_stall() -> None:
@@ -172,7 +174,7 @@ async def test_loop_lag_monitor_sees_a_stall() -> None:
     monitor = LoopLagMonitor(metrics, interval=0.01)
     await monitor.start()
     try:
-        await wait_until(lambda: metrics.loop_lag.counts, 5, interval=0.01, message="a sample")
+        await wait_until(lambda: metrics.loop_lag.count() > 0, 5, interval=0.01, message="a sample")
         busy_until = time.perf_counter() + 0.2  # the stimulus: CPU work blocking the loop
         while time.perf_counter() < busy_until:
             pass
@@ -182,6 +184,6 @@ async def test_loop_lag_monitor_sees_a_stall() -> None:
     finally:
         await monitor.stop()
     assert monitor._task is not None and monitor._task.done()
-    _, _, samples = parse(metrics.render())
+    _, samples = parse(metrics.render())
     (count,) = [s[2] for s in samples if s[0] == "push_event_loop_lag_seconds_count"]
     assert count >= 2

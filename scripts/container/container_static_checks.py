@@ -3,7 +3,8 @@
 Run by scripts/check_container_files.sh (stdlib only; the wheel-build section needs
 setuptools and wheel, which the tools venv has). Sections:
 
-  containerfile   multi-stage, pinned python:3.11-slim base, non-root USER, HEALTHCHECK on
+  containerfile   multi-stage, pinned python:3.11-slim base, dependencies from the hashed
+                  lock requirements/runtime.txt, non-root USER, HEALTHCHECK on
                   /health without curl, STOPSIGNAL SIGTERM, EXPOSE 3004, PYTHON* env,
                   nothing but the venv and the probe in the runtime stage, exec-form CMD.
   ignore          .dockerignore == .containerignore; secrets, VCS, venvs, tests, caches
@@ -14,7 +15,8 @@ setuptools and wheel, which the tools venv has). Sections:
                   overrides, stop_grace_period > SHUTDOWN_GRACE_SECONDS, pinned images,
                   named volumes.
   context         copies the files that survive .containerignore to a temp dir and builds
-                  the wheel there offline, as the builder stage would; checks its content.
+                  the wheel there offline, as the builder stage would; checks its content
+                  and that the runtime lock is hashed and covers install_requires.
 
 Usage: container_static_checks.py --root DIR [--compose-json FILE] SECTION...
 Prints one line per check ("ok"/"FAIL"); exit status 1 when anything failed.
@@ -180,6 +182,13 @@ def check_containerfile(root: Path, rep: Report) -> dict[str, str]:
         len(py_stages) == 1,
         "builder and runtime use the same python image",
         ", ".join(sorted(py_stages)),
+    )
+
+    builder_runs = " ".join(i.args for st in stages[:-1] for i in st.instrs if i.cmd == "RUN")
+    rep.check(
+        bool(re.search(r"pip install[^&;]*--require-hashes[^&;]*-r ", builder_runs))
+        and any("requirements/runtime.txt" in i.args for st in stages for i in st.instrs),
+        "builder installs the hashed lock requirements/runtime.txt (pip --require-hashes)",
     )
 
     def last(cmd: str, stage: Stage = final) -> Instr | None:
@@ -694,6 +703,39 @@ def _package_data_patterns(root: Path) -> list[str]:
     return [p.strip() for p in raw.replace("\n", ",").split(",") if p.strip()]
 
 
+def _install_requires(root: Path) -> list[str]:
+    import configparser
+
+    cfg = configparser.ConfigParser(interpolation=None)
+    cfg.read(root / "setup.cfg", encoding="utf-8")
+    raw = cfg.get("options", "install_requires", fallback="")
+    names = [re.split(r"[<>=!~;\[ ]", line.strip(), maxsplit=1)[0] for line in raw.splitlines()]
+    return [re.sub(r"[-_.]+", "-", n).lower() for n in names if n]
+
+
+def check_lock(ctx: Path, rep: Report) -> None:
+    """The builder installs requirements/runtime.txt: hashed, and covering install_requires."""
+    lock = ctx / "requirements/runtime.txt"
+    if not rep.check(lock.is_file(), "requirements/runtime.txt is in the build context"):
+        return
+    text = lock.read_text(encoding="utf-8")
+    pinned = {
+        re.sub(r"[-_.]+", "-", m).lower()
+        for m in re.findall(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==", text, re.M)
+    }
+    blocks = [b for b in re.split(r"\n(?=[A-Za-z0-9])", text) if "==" in b.split("\n")[0]]
+    rep.check(
+        bool(blocks) and all("--hash=sha256:" in b for b in blocks),
+        f"every pin of the runtime lock has a sha256 hash ({len(blocks)} pins)",
+    )
+    missing = [n for n in _install_requires(ctx) if n not in pinned]
+    rep.check(
+        not missing,
+        "the runtime lock pins every install_requires of setup.cfg (else: make lock)",
+        ", ".join(missing),
+    )
+
+
 def check_context_build(root: Path, files: Iterable[str], rep: Report) -> None:
     print("build context -> wheel (offline, what the builder stage does):")
     files = list(files)
@@ -704,21 +746,7 @@ def check_context_build(root: Path, files: Iterable[str], rep: Report) -> None:
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(root / rel, dst)
         dist = Path(tmp) / "dist"
-        req = subprocess.run(
-            [
-                sys.executable,
-                str(ctx / "scripts/container/setup_cfg_requirements.py"),
-                str(ctx / "setup.cfg"),
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        rep.check(
-            req.returncode == 0 and bool(req.stdout.strip()),
-            "setup_cfg_requirements.py reads install_requires",
-            req.stderr.strip(),
-        )
+        check_lock(ctx, rep)
         proc = subprocess.run(
             [
                 sys.executable,
