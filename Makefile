@@ -8,7 +8,7 @@ PEERS_DIR := tests/peers
 
 LOCK := requirements/dev.txt
 
-.PHONY: run test lint fmt bench demo services install clean lock lock-upgrade audit
+.PHONY: run test test-cluster lint fmt bench demo services install clean lock lock-upgrade audit
 
 # Exactly the locked versions (hashes checked), then the package itself without resolving.
 $(STAMP): setup.cfg pyproject.toml $(LOCK)
@@ -36,6 +36,11 @@ test: $(STAMP) $(NODE_DIR)/node_modules/.installed $(PEERS_DIR)/node_modules/.in
 	@scripts/ensure_browser.sh
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+# Only the failover tests: they start their own RabbitMQ cluster and Redis + Sentinel
+# (Debian's rabbitmq-server and redis-server) and print what they measured.
+test-cluster: $(STAMP) services
+	$(BIN)/pytest -m cluster -s $(PYTEST_ARGS)
+
 # A push end to end on this machine: web-push-testing, the service, a published notification.
 demo: $(STAMP) $(NODE_DIR)/node_modules/.installed services
 	$(BIN)/python scripts/demo.py $(DEMO_ARGS)
@@ -49,8 +54,9 @@ fmt: $(STAMP)
 	$(BIN)/ruff format push_service tests scripts
 	$(BIN)/ruff check --fix push_service tests scripts
 
+# The benchmark (scripts/bench/); `make bench BENCH_ARGS=--help` lists its options.
 bench: $(STAMP) services
-	$(BIN)/python scripts/bench.py $(BENCH_ARGS)
+	PYTHONPATH=scripts $(BIN)/python -m bench $(BENCH_ARGS)
 
 lock: ## regenerate requirements/{runtime,dev,tools}.txt from setup.cfg, keeping current pins
 	scripts/lock/lock.sh

@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 
-from push_service import amqp_timestamps
+from push_service import amqp_timestamps, redis_client
 from push_service.api import ApiServices, http_error, routes, server_error
 from push_service.api.auth import PeerAuth
 from push_service.api.headers import SecurityHeadersMiddleware
@@ -24,7 +24,7 @@ from push_service.api.identity import SubscriberVerifier
 from push_service.api.metrics import MetricsPortMiddleware
 from push_service.broker import Publisher
 from push_service.circuits import Circuit, CircuitPolicy, Circuits
-from push_service.config import Settings, redact_url
+from push_service.config import Settings
 from push_service.consumer import Consumer, ConsumerLimits
 from push_service.dead_letters import DeadLetters
 from push_service.delivery import Delivery
@@ -36,7 +36,7 @@ from push_service.parking import Ladder, Parking, service_topology
 from push_service.pusher import Pusher
 from push_service.queue_depth import QueueDepthMonitor
 from push_service.retry import PushRetryPolicy, RetryPolicy
-from push_service.status import RedisUnavailable, StatusStore, connect
+from push_service.status import RedisUnavailable, StatusStore
 from push_service.supervisor import BrokerSupervisor
 from push_service.users import UserServiceClient
 from push_service.vapid import VapidSigner, normalise_subject
@@ -56,7 +56,10 @@ class Runtime:
         self.signer = VapidSigner(
             private_key, normalise_subject(settings.vapid_email, settings.production)
         )
-        self.redis = connect(settings.redis_url)
+        self.redis = redis_client.connect(
+            settings.redis_url, settings.redis_sentinels, settings.redis_sentinel_master
+        )
+        self.primary_watch = redis_client.PrimaryWatch(self.redis)
         self.store = StatusStore(self.redis, settings.redis_key_prefix, settings.status_ttl_seconds)
         self.ladder = Ladder(settings.push_retry_ladder_seconds)
         self.topology = service_topology(
@@ -78,7 +81,7 @@ class Runtime:
         self.user_session = aiohttp.ClientSession()
         self.consumer = self._consumer()
         self.supervisor = BrokerSupervisor(
-            s.rabbitmq_url,
+            s.rabbitmq_urls,
             topology=self.topology,
             attach=self.consumer.attach,
             drain=self.consumer.stop,
@@ -88,6 +91,7 @@ class Runtime:
             self.supervisor, s.rabbitmq_queue_name, s.publish_timeout_seconds
         )
         await self.loop_monitor.start()
+        await self.primary_watch.start()
         await self.supervisor.start()
         if s.queue_depth_interval_seconds > 0:
             self.queue_depth = QueueDepthMonitor(
@@ -177,6 +181,7 @@ class Runtime:
         for session in (self.push_session, self.user_session):
             if session is not None:
                 await session.close()
+        await self.primary_watch.stop()
         await self.redis.aclose()
         await self.loop_monitor.stop()
 
@@ -184,8 +189,10 @@ class Runtime:
         supervisor = self.supervisor
         return {
             "rabbitmq": bool(supervisor and supervisor.connection is not None),
+            "rabbitmq_node": supervisor.node if supervisor else None,
             "consuming": bool(supervisor and supervisor.consuming),
             "redis": await self._redis_ok(),
+            "redis_primary": redis_client.primary(self.redis),
             "in_flight": self.consumer.in_flight if self.consumer else 0,
         }
 
@@ -201,7 +208,8 @@ class Runtime:
 
     def _note_redis(self, error: str | None) -> None:
         """Log Redis becoming unavailable (or available again) once per change."""
-        shown = redact_url(self.settings.redis_url)
+        s = self.settings
+        shown = redis_client.describe(s.redis_url, s.redis_sentinels, s.redis_sentinel_master)
         if error is not None and self._redis_error is None:
             log.warning("Redis at %s is unavailable: %s", shown, error)
         elif error is None and self._redis_error is not None:

@@ -42,7 +42,9 @@ _QUOTED = re.compile(r"^(['\"])(.*)\1$", re.DOTALL)
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 _SECRET_FIELDS = {"vapid_private_key", "api_tokens", "subscribe_jwt_secret"}
-_URL_FIELDS = {"rabbitmq_url", "redis_url", "user_service_url"}
+_URL_FIELDS = {"rabbitmq_urls", "redis_url", "user_service_url"}
+DEFAULT_RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672/"
+DEFAULT_SENTINEL_PORT = 26379
 
 
 def redact_url(url: str) -> str:
@@ -157,7 +159,7 @@ class Settings:
     node_env: str = "development"
     log_level: str = "INFO"
     enable_debug: bool = False
-    rabbitmq_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    rabbitmq_urls: tuple[str, ...] = (DEFAULT_RABBITMQ_URL,)
     rabbitmq_queue_name: str = "push.queue"
     rabbitmq_queue_type: str = "classic"
     consumer_prefetch: int = 256
@@ -165,6 +167,8 @@ class Settings:
     publish_timeout_seconds: float = 5.0
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_key_prefix: str = "push:"
+    redis_sentinels: tuple[tuple[str, int], ...] = ()
+    redis_sentinel_master: str = "mymaster"
     status_ttl_seconds: int = 7 * 24 * 3600
     user_service_url: str = ""
     user_service_deactivate_path: str = "/api/v1/push-subscriptions/deactivate"
@@ -225,6 +229,11 @@ class Settings:
         return self.node_env == "production"
 
     @property
+    def rabbitmq_url(self) -> str:
+        """The first broker node: for tools that talk to one node."""
+        return self.rabbitmq_urls[0]
+
+    @property
     def dead_letter_queue(self) -> str:
         return f"{self.rabbitmq_queue_name}.dlq"
 
@@ -235,7 +244,9 @@ class Settings:
             if f.name in _SECRET_FIELDS and value:
                 value = "***"
             elif f.name in _URL_FIELDS:
-                value = redact_url(value)
+                value = (
+                    tuple(map(redact_url, value)) if isinstance(value, tuple) else redact_url(value)
+                )
             shown.append(f"{f.name}={value!r}")
         return f"Settings({', '.join(shown)})"
 
@@ -259,6 +270,7 @@ class Settings:
             **_retry_values(env),
             **_http_values(env),
             **_api_values(env),
+            **_cluster_values(env),
             **_observability_values(env),
             **_payload_values(env),
             warnings=_removed(env),
@@ -289,9 +301,6 @@ def _broker_values(env: _Env) -> dict[str, Any]:
     if len(queue) > 200:
         raise ConfigError("RABBITMQ_QUEUE_NAME must be at most 200 characters")
     return {
-        "rabbitmq_url": env.url(
-            "RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/", ("amqp", "amqps")
-        ),
         "rabbitmq_queue_name": queue,
         "rabbitmq_queue_type": env.choice("RABBITMQ_QUEUE_TYPE", "classic", ("classic", "quorum")),
         "consumer_prefetch": env.integer("CONSUMER_PREFETCH", 256, 1, 65535),
@@ -457,6 +466,63 @@ def _subscribe_jwt_values(env: _Env) -> dict[str, Any]:
             "or SUBSCRIBE_JWT_JWKS_FILE"
         )
     return values
+
+
+# --- clusters: several broker nodes, Redis through Sentinel ------------------------------
+
+
+def _cluster_values(env: _Env) -> dict[str, Any]:
+    sentinels = _sentinels(env)
+    if sentinels and _scheme(env.text("REDIS_URL")) not in ("", "redis", "rediss"):
+        raise ConfigError(
+            "REDIS_URL must be a redis:// or rediss:// URL when REDIS_SENTINELS is set"
+        )
+    return {
+        "rabbitmq_urls": _amqp_urls(env),
+        "redis_sentinels": sentinels,
+        "redis_sentinel_master": env.text("REDIS_SENTINEL_MASTER", "mymaster") or "mymaster",
+    }
+
+
+def _amqp_urls(env: _Env) -> tuple[str, ...]:
+    """RABBITMQ_URL: one AMQP URL, or several separated by commas (nodes of one cluster)."""
+    urls = env.items("RABBITMQ_URL", ()) or (DEFAULT_RABBITMQ_URL,)
+    for number, url in enumerate(urls, 1):
+        if _scheme(url) in ("amqp", "amqps"):
+            continue
+        if len(urls) == 1:
+            raise ConfigError(
+                f"RABBITMQ_URL must be a valid amqp/amqps URL, got {redact_url(url)!r}"
+            )
+        # Not echoed: a password with an unencoded comma is split across entries.
+        raise ConfigError(
+            f"RABBITMQ_URL entry {number} of {len(urls)} is not a valid amqp/amqps URL"
+            " (write a comma inside a password as %2C)"
+        )
+    return urls
+
+
+def _sentinels(env: _Env) -> tuple[tuple[str, int], ...]:
+    """REDIS_SENTINELS: comma-separated host:port (port 26379 when left out; [v6]:port)."""
+    sentinels = []
+    for item in env.items("REDIS_SENTINELS", ()):
+        host, port = _host_port(item)
+        if not host or not 0 < port < 65536:
+            raise ConfigError(f"REDIS_SENTINELS must list host:port entries, got {item!r}")
+        sentinels.append((host, port))
+    return tuple(sentinels)
+
+
+def _host_port(item: str) -> tuple[str, int]:
+    """`host[:port]` split; ("", 0) when it is something else."""
+    try:
+        parts = urlsplit(f"//{item}")
+        port = parts.port
+    except ValueError:
+        return "", 0
+    if parts.username is not None or parts.path or parts.query or parts.fragment:
+        return "", 0
+    return parts.hostname or "", DEFAULT_SENTINEL_PORT if port is None else port
 
 
 # --- observability (issue 15) -----------------------------------------------------------

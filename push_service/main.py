@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 def secret_values(settings: Settings) -> list[str]:
     """Strings from the configuration that must never reach a log line."""
     values = [settings.vapid_private_key, settings.subscribe_jwt_secret, *settings.api_tokens]
-    for url in (settings.rabbitmq_url, settings.redis_url, settings.user_service_url):
+    for url in (*settings.rabbitmq_urls, settings.redis_url, settings.user_service_url):
         password = urlsplit(url).password if url else None
         if password:
             values.append(password)

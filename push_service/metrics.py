@@ -192,6 +192,11 @@ class Metrics:
 
     def _define_runtime(self) -> None:
         self.connected = self._gauge("push_consumer_connected", "1 while consuming from RabbitMQ")
+        self.broker_sessions = self._counter(
+            "push_broker_sessions_total",
+            "RabbitMQ sessions that started consuming, by node",
+            "node",
+        )
         self.loop_lag = self._histogram(
             "push_event_loop_lag_seconds", "How late the event loop ran a 20 ms timer"
         )

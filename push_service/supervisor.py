@@ -4,6 +4,10 @@ aiormq does not reconnect by itself. A session is: connect, open a channel,
 declare the topology, attach the consumer, then wait until the connection or
 the channel closes, or the broker cancels the consumer (a queue deleted, a node
 lost). Then everything is rebuilt from scratch after a capped, jittered backoff.
+
+Given several URLs (the nodes of one cluster), each new session goes to the next
+node in the order given, wrapping around: a node that was lost or refused is left
+for the next one at once, and the order an operator wrote is the order tried.
 """
 
 from __future__ import annotations
@@ -12,7 +16,8 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from urllib.parse import urlsplit
 
 import aiormq
 from aiormq.abc import AbstractChannel, AbstractConnection
@@ -33,7 +38,7 @@ CONNECT_TIMEOUT = 10.0
 class BrokerSupervisor:
     def __init__(
         self,
-        url: str,
+        urls: str | Sequence[str],
         *,
         topology: Topology,
         attach: Attach,
@@ -42,7 +47,10 @@ class BrokerSupervisor:
         min_delay: float = 0.2,
         max_delay: float = 15.0,
     ) -> None:
-        self.url = url
+        self.urls = (urls,) if isinstance(urls, str) else tuple(urls)
+        if not self.urls:
+            raise ValueError("BrokerSupervisor needs at least one URL")
+        self._node = 0  # index into urls of the node the current or next session uses
         self.topology = topology
         self.attach = attach
         self.drain = drain
@@ -57,6 +65,16 @@ class BrokerSupervisor:
         self._close = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._warned: set[str] = set()
+
+    @property
+    def url(self) -> str:
+        """The node the current session uses, or the next one tries."""
+        return self.urls[self._node]
+
+    @property
+    def node(self) -> str | None:
+        """The node in use (password masked), None while not connected."""
+        return redact_url(self.url) if self.connection is not None else None
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="broker-supervisor")
@@ -97,7 +115,13 @@ class BrokerSupervisor:
             self._set_consuming(False)
             if self._stopping.is_set():
                 break
+            self._next_node()
             await self._backoff(failures)
+
+    def _next_node(self) -> None:
+        if len(self.urls) > 1:
+            self._node = (self._node + 1) % len(self.urls)
+            log.info("next RabbitMQ node: %s", redact_url(self.url))
 
     async def _backoff(self, failures: int) -> None:
         ceiling = min(self.max_delay, self.min_delay * 2 ** max(failures - 1, 0))
@@ -118,6 +142,7 @@ class BrokerSupervisor:
                 channel.on_consumer_cancel_callbacks.add(lambda _frame: cancelled.set())
                 await self.attach(channel)
             self.sessions += 1
+            self.metrics.broker_sessions.inc(node=node_label(self.url))
             self._set_consuming(True)
             log.info("consuming %s from %s", self.topology.queue, redact_url(self.url))
             await self._wait_for_end(connection, channel, cancelled)
@@ -144,9 +169,11 @@ class BrokerSupervisor:
                 waker.cancel()
         if cancelled.is_set():
             log.warning("the broker cancelled our consumer; reconnecting")
-        for finished in done:
-            if not finished.cancelled() and finished.exception() is not None:
-                self.last_error = repr(finished.exception())
+        errors = [f.exception() for f in done if not f.cancelled() and f.exception() is not None]
+        if errors:
+            self.last_error = repr(errors[0])
+            if not self._close.is_set():
+                log.warning("lost RabbitMQ node %s: %s", redact_url(self.url), self.last_error)
 
     def _warn_once(self, warnings: list[str]) -> None:
         # A peer's queue with other arguments is worth one line, not one per reconnect.
@@ -158,3 +185,11 @@ class BrokerSupervisor:
     def _set_consuming(self, value: bool) -> None:
         self.consuming = value
         self.metrics.connected.set(1.0 if value else 0.0)
+
+
+def node_label(url: str) -> str:
+    """host:port of an AMQP URL: a metric label with no credentials in it."""
+    parts = urlsplit(url)
+    port = parts.port or (5671 if parts.scheme == "amqps" else 5672)
+    host = parts.hostname or ""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -30,7 +30,8 @@ from yarl import URL
 
 from push_service.config import Settings
 from push_service.parking import Ladder, service_topology
-from push_service.status import StatusStore, connect, to_record
+from push_service.redis_client import connect
+from push_service.status import StatusStore, to_record
 from push_service.vapid import generate_private_key, private_key_raw_b64, public_key_b64
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -498,7 +499,16 @@ class PushSink:
 
 @contextlib.asynccontextmanager
 async def push_sink(delay: float = 0.0) -> AsyncIterator[PushSink]:
-    sink = PushSink(delay=delay)
+    async with serve_sink(PushSink(delay=delay)) as sink:
+        yield sink
+
+
+Sink = TypeVar("Sink", bound=PushSink)
+
+
+@contextlib.asynccontextmanager
+async def serve_sink(sink: Sink) -> AsyncIterator[Sink]:
+    """Serve a PushSink (or a subclass of it) on a free loopback port."""
     app = web.Application()
     app.router.add_post("/push/{name}", sink.handle)
     async with serve_app(app) as sink.base_url:

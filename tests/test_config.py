@@ -101,6 +101,12 @@ def test_empty_allowlist_variable_means_nothing_allowed_not_default() -> None:
         ("STATUS_TTL_SECONDS", "10"),
         ("RABBITMQ_QUEUE_TYPE", "stream"),
         ("RABBITMQ_QUEUE_NAME", "q" * 201),
+        ("RABBITMQ_URL", "amqp://a/, http://b/"),
+        ("RABBITMQ_URL", "amqp://a/,amqp://b:0/"),
+        ("REDIS_SENTINELS", "sentinel:0"),
+        ("REDIS_SENTINELS", "s1:26379, user@s2:26379"),
+        ("REDIS_SENTINELS", "s1:port"),
+        ("REDIS_SENTINELS", "s1/0"),
     ],
 )
 def test_bad_values_fail_naming_the_variable(name: str, value: str) -> None:
@@ -272,6 +278,52 @@ def test_a_removed_variable_is_a_warning_naming_it(name: str) -> None:
     assert len(settings.warnings) == 1
     assert settings.warnings[0].startswith(f"{name} is no longer used")
     assert load().warnings == ()
+
+
+# --- clusters: several broker nodes, Redis through Sentinel ---------------------------------
+
+
+def test_rabbitmq_url_lists_the_nodes_of_a_cluster_in_order() -> None:
+    s = load(RABBITMQ_URL=" amqp://u:p@node-1:5672/vh , amqps://u:p@node-2:5671/vh,amqp://node-3/,")
+    assert s.rabbitmq_urls == (
+        "amqp://u:p@node-1:5672/vh",
+        "amqps://u:p@node-2:5671/vh",
+        "amqp://node-3/",
+    )
+    assert s.rabbitmq_url == "amqp://u:p@node-1:5672/vh"  # tools that talk to one node
+    assert load().rabbitmq_urls == ("amqp://guest:guest@127.0.0.1:5672/",)
+    assert load(RABBITMQ_URL="").rabbitmq_urls == load().rabbitmq_urls
+
+
+def test_a_bad_node_is_named_by_position_and_never_echoed() -> None:
+    # An unencoded comma in a password splits the URL; the pieces must not be shown.
+    with pytest.raises(ConfigError) as info:
+        load(RABBITMQ_URL="amqp://u:first,half@node-1/,amqp://node-2/")
+    message = str(info.value)
+    assert "RABBITMQ_URL" in message and "entry 1 of 3" in message and "%2C" in message
+    assert "first" not in message and "half" not in message
+
+
+def test_repr_masks_the_password_of_every_node() -> None:
+    text = repr(load(RABBITMQ_URL="amqp://u:pw-one@node-1/,amqp://u:pw-two@node-2/"))
+    assert "pw-one" not in text and "pw-two" not in text
+    assert "node-1" in text and "node-2" in text
+
+
+def test_redis_sentinels_and_master() -> None:
+    s = load(
+        REDIS_SENTINELS="sentinel-1:26380, sentinel-2 ,[::1]:26381",
+        REDIS_SENTINEL_MASTER="orders",
+        REDIS_URL="rediss://:pw@ignored:1/2",
+    )
+    assert s.redis_sentinels == (("sentinel-1", 26380), ("sentinel-2", 26379), ("::1", 26381))
+    assert s.redis_sentinel_master == "orders"
+    assert load().redis_sentinels == () and load().redis_sentinel_master == "mymaster"
+
+
+def test_sentinels_need_a_tcp_redis_url() -> None:
+    with pytest.raises(ConfigError, match="REDIS_URL"):
+        load(REDIS_SENTINELS="s1", REDIS_URL="unix:///run/redis.sock")
 
 
 # --- payload format (issue 14) -----------------------------------------------------------

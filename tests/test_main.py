@@ -18,6 +18,8 @@ import orjson
 import pytest
 from aiohttp import web
 
+from push_service.config import Settings
+from push_service.main import secret_values
 from tests.conftest import ServiceFactory
 from tests.support import (
     Rabbit,
@@ -202,3 +204,10 @@ async def test_a_second_sigterm_during_a_long_drain_exits_at_once(
 
 async def _count(rabbit: Rabbit, queue: str) -> bool:
     return await rabbit.count(queue) == 1
+
+
+def test_the_password_of_every_broker_node_is_kept_out_of_logs() -> None:
+    settings = Settings.from_env(
+        {"RABBITMQ_URL": "amqp://u:first-secret@a/,amqp://u:second-secret@b/"}, env_file=None
+    )
+    assert {"first-secret", "second-secret"} <= set(secret_values(settings))

@@ -21,6 +21,7 @@ SERVICE_FAMILIES = {
     "push_dead_lettered": "counter",
     "push_in_flight_sends": "gauge",
     "push_consumer_connected": "gauge",
+    "push_broker_sessions": "counter",
     "push_request_seconds": "histogram",
     "push_end_to_end_seconds": "histogram",
     "push_event_loop_lag_seconds": "histogram",

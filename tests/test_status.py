@@ -10,13 +10,12 @@ import orjson
 import pytest
 
 from push_service.errors import DuplicateNotification
+from push_service.redis_client import MAX_CONNECTIONS, connect
 from push_service.status import (
-    MAX_CONNECTIONS,
     DeviceOutcome,
     DeviceRetry,
     RedisUnavailable,
     StatusStore,
-    connect,
     scripts,
     to_record,
 )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -9,6 +11,13 @@ from starlette.routing import Route
 from push_service import SERVICE_NAME, __version__
 from push_service.api.responses import REVALIDATE, json_response, utc_timestamp
 from push_service.api.services import ApiServices
+
+
+def _redis_health(state: dict[str, Any]) -> dict[str, Any]:
+    health: dict[str, Any] = {"connected": state["redis"]}
+    if state.get("redis_primary"):
+        health["primary"] = state["redis_primary"]  # through Sentinel: the one in use
+    return health
 
 
 class HealthRoutes:
@@ -31,8 +40,12 @@ class HealthRoutes:
                 "version": __version__,
                 "timestamp": utc_timestamp(),
                 "dependencies": {
-                    "rabbitmq": {"connected": state["rabbitmq"], "consuming": state["consuming"]},
-                    "redis": {"connected": state["redis"]},
+                    "rabbitmq": {
+                        "connected": state["rabbitmq"],
+                        "consuming": state["consuming"],
+                        "node": state.get("rabbitmq_node"),
+                    },
+                    "redis": _redis_health(state),
                 },
                 "in_flight_messages": state["in_flight"],
             }

@@ -26,9 +26,22 @@ def _nullable(kind: str, **extra: Any) -> Schema:
 
 
 def _service_schemas() -> dict[str, Schema]:
-    connected = _object({"connected": {"type": "boolean"}}, ("connected",))
+    redis = _object(
+        {
+            "connected": {"type": "boolean"},
+            "primary": {
+                "type": "string",
+                "description": "host:port of the primary Sentinel named (REDIS_SENTINELS only)",
+            },
+        },
+        ("connected",),
+    )
     rabbitmq = _object(
-        {"connected": {"type": "boolean"}, "consuming": {"type": "boolean"}},
+        {
+            "connected": {"type": "boolean"},
+            "consuming": {"type": "boolean"},
+            "node": _nullable("string", description="the broker URL in use, credentials masked"),
+        },
         ("connected", "consuming"),
     )
     return {
@@ -46,7 +59,7 @@ def _service_schemas() -> dict[str, Schema]:
                 "version": {"type": "string"},
                 "timestamp": {"type": "string", "format": "date-time"},
                 "dependencies": _object(
-                    {"rabbitmq": rabbitmq, "redis": connected}, ("rabbitmq", "redis")
+                    {"rabbitmq": rabbitmq, "redis": redis}, ("rabbitmq", "redis")
                 ),
                 "in_flight_messages": {"type": "integer", "minimum": 0},
             },

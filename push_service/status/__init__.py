@@ -8,17 +8,15 @@ from push_service.status.records import (
     to_record,
     utc_now,
 )
-from push_service.status.store import MAX_CONNECTIONS, RedisUnavailable, StatusStore, connect
+from push_service.status.store import RedisUnavailable, StatusStore
 
 __all__ = [
     "CALL_TIMEOUT",
-    "MAX_CONNECTIONS",
     "Begun",
     "DeviceOutcome",
     "DeviceRetry",
     "RedisUnavailable",
     "StatusStore",
-    "connect",
     "to_record",
     "utc_now",
 ]

@@ -14,8 +14,6 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import redis.asyncio as redis
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -26,27 +24,6 @@ from push_service.status.batch import CALL_TIMEOUT, ScriptBatcher
 from push_service.status.records import Begun, DeviceOutcome, DeviceRetry, to_record, utc_now
 
 RedisUnavailable = (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError)
-MAX_CONNECTIONS = 64
-
-
-def connect(url: str) -> redis.Redis:
-    """A client that retries a dropped connection briefly on its own."""
-    # Blocking: a burst of callers (status reads, redelivery counts) waits for a free
-    # connection. The default pool raises at once when all 100 are busy, which would
-    # read as "Redis unavailable" while Redis is fine.
-    pool = redis.BlockingConnectionPool.from_url(
-        url,
-        max_connections=MAX_CONNECTIONS,
-        timeout=CALL_TIMEOUT,
-        decode_responses=True,
-        # Bounded per call below (one timeout per pipeline, not one per reply read).
-        socket_timeout=None,
-        socket_connect_timeout=3.0,
-        health_check_interval=15,
-        retry=Retry(ExponentialBackoff(cap=0.5, base=0.02), 3),
-        retry_on_error=[RedisConnectionError],
-    )
-    return redis.Redis.from_pool(pool)
 
 
 class StatusStore:

@@ -1,10 +1,10 @@
 #!/usr/bin/env node
 // Baseline (b): Node's web-push library, `concurrency` sends in flight over one
-// keep-alive https.Agent, against the local push sink (scripts/bench_sink.py).
+// keep-alive https.Agent, against the local push sink (scripts/bench/sink.py).
 //
 //   NODE_EXTRA_CA_CERTS=<sink cafile> node baseline.js CONFIG.json
 //
-// CONFIG (written by scripts/bench_baselines.py):
+// CONFIG (written by scripts/bench/baselines.py):
 //   { "subscriptions": [{"endpoint", "keys": {"p256dh", "auth"}}, ...],
 //     "vapid": {"subject", "public_key", "private_key"},   // base64url raw keys
 //     "n": 3000, "warmup": 300, "concurrency": 64, "payload_size": 300, "ttl": 60,
@@ -12,17 +12,16 @@
 //
 // Sends `warmup` pushes, POSTs reset_url (so the sink counts only the measured
 // run), then times `n` pushes. Prints one JSON line:
-//   {"n", "elapsed_s", "rate", "status": {"201": n, ...}, "errors": [...]}
+//   {"n", "elapsed_s", "cpu_s", "status": {"201": n, ...}, "errors": [...]}
 // and exits 1 unless every push was answered 201.
 'use strict';
 
 const fs = require('fs');
-const os = require('os');
 const https = require('https');
 const webpush = require('web-push');
 
 function makePayload(i, size) {
-  // Same shape and size as bench_baselines.make_payload().
+  // Same shape and size as make_payload() in scripts/bench/data.py.
   const msg = {
     notification_id: 'bench-' + String(i).padStart(8, '0'),
     title: 'Benchmark',
@@ -60,17 +59,6 @@ async function runBatch(count, offset, cfg, agent, tally) {
   await Promise.all(workers);
 }
 
-function machineBusySeconds() {
-  // Same as bench_baselines.machine_busy_seconds(): busy CPU-seconds of all CPUs.
-  try {
-    const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1, 9);
-    const [user, nice, system, , , irq, softirq, steal] = f.map(Number);
-    return (user + nice + system + irq + softirq + steal) / 100; // USER_HZ
-  } catch (e) {
-    return os.cpus().reduce((a, c) => a + (c.times.user + c.times.nice + c.times.sys + c.times.irq) / 1000, 0);
-  }
-}
-
 function post(url, agent) {
   return new Promise((resolve, reject) => {
     const req = https.request(url, { method: 'POST', agent, headers: { 'Content-Length': 0 } },
@@ -104,21 +92,17 @@ async function main() {
   }
 
   const tally = { status: {}, errors: [] };
-  const m0 = machineBusySeconds();
   const c0 = process.cpuUsage();
   const t0 = process.hrtime.bigint();
   await runBatch(cfg.n, cfg.warmup || 0, cfg, agent, tally);
   const elapsed = Number(process.hrtime.bigint() - t0) / 1e9;
   const c1 = process.cpuUsage(c0);
-  const busy = machineBusySeconds() - m0;
   agent.destroy();
   const ok = (tally.status[201] || 0) === cfg.n;
   console.log(JSON.stringify({
     n: cfg.n,
     elapsed_s: elapsed,
-    rate: cfg.n / elapsed,
-    client_cpu_s: (c1.user + c1.system) / 1e6,
-    machine_busy_s: busy,
+    cpu_s: (c1.user + c1.system) / 1e6,
     status: tally.status,
     errors: tally.errors,
     node: process.version,

@@ -7,8 +7,9 @@ no idempotency, no retries, no metrics: it drops what the service must not drop,
 so it is not a design to copy, only a floor to measure the service against. With
 `--redis-writes 0` it shows what RabbitMQ alone costs on top of the bare loop.
 
-scripts/bench.py runs it as a child on a queue that already holds the messages and
-reads the one JSON line it prints: {"n", "elapsed_s", "rate", "cpu_s"}.
+bench.baselines runs it as a child (`python -m bench.naive_consumer`) on a queue that
+already holds the messages and reads the one JSON line it prints:
+{"n", "elapsed_s", "cpu_s", "errors"}, timed from `basic_consume` to the last ack.
 """
 
 from __future__ import annotations
@@ -28,9 +29,11 @@ import http_ece
 import orjson
 import redis.asyncio as redis
 from aiormq.abc import DeliveredMessage
-from bench_baselines import SUBJECT, b64u_decode, push_headers, sink_base
 from cryptography.hazmat.primitives.asymmetric import ec
 from pamqp import commands as spec
+
+from bench.amqp import AMQP_URL, REDIS_URL
+from bench.data import SUBJECT, b64u_decode, push_headers
 
 
 class NaiveConsumer:
@@ -47,7 +50,7 @@ class NaiveConsumer:
 
     def vapid_headers(self, endpoint: str) -> dict[str, str]:
         if not self.headers:  # every endpoint is on the one sink: one JWT for the run
-            self.headers = push_headers(self.args.vapid_key, SUBJECT, sink_base(endpoint))
+            self.headers = push_headers(self.args.vapid_key, SUBJECT, endpoint)
         return self.headers
 
     async def handle(self, message: DeliveredMessage) -> None:
@@ -104,8 +107,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
         await connection.close()
         await consumer.redis.aclose()
-    return {"n": args.n, "elapsed_s": elapsed, "rate": args.n / elapsed, "cpu_s": cpu,
-            "errors": consumer.errors}  # fmt: skip
+    return {"n": args.n, "elapsed_s": elapsed, "cpu_s": cpu, "errors": consumer.errors}
 
 
 def main() -> int:
@@ -117,15 +119,12 @@ def main() -> int:
     parser.add_argument("--prefix", default=f"naive{os.getpid()}:", help="Redis key prefix")
     parser.add_argument("--redis-writes", type=int, choices=(0, 1, 2), default=2)
     parser.add_argument("--prefetch", type=int, default=256)
-    parser.add_argument("--amqp-url", default="amqp://guest:guest@127.0.0.1:5672/")
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--amqp-url", default=AMQP_URL)
+    parser.add_argument("--redis-url", default=REDIS_URL)
     args = parser.parse_args()
-    try:
-        import uvloop  # the service runs on uvloop too
+    import uvloop  # the service runs on uvloop too
 
-        result = uvloop.run(run(args))
-    except ImportError:
-        result = asyncio.run(run(args))
+    result = uvloop.run(run(args))
     print(json.dumps(result), flush=True)
     return 0 if result["errors"] == 0 else 1
 
