@@ -60,7 +60,13 @@ class Runtime:
             settings.redis_url, settings.redis_sentinels, settings.redis_sentinel_master
         )
         self.primary_watch = redis_client.PrimaryWatch(self.redis)
-        self.store = StatusStore(self.redis, settings.redis_key_prefix, settings.status_ttl_seconds)
+        self.store = StatusStore(
+            self.redis,
+            settings.redis_key_prefix,
+            settings.status_ttl_seconds,
+            replicas=settings.redis_wait_replicas,
+            replica_timeout=settings.redis_wait_timeout_seconds,
+        )
         self.ladder = Ladder(settings.push_retry_ladder_seconds)
         self.topology = service_topology(
             settings.rabbitmq_queue_name, settings.rabbitmq_queue_type, self.ladder

@@ -169,6 +169,8 @@ class Settings:
     redis_key_prefix: str = "push:"
     redis_sentinels: tuple[tuple[str, int], ...] = ()
     redis_sentinel_master: str = "mymaster"
+    redis_wait_replicas: int = 0
+    redis_wait_timeout_seconds: float = 1.0
     status_ttl_seconds: int = 7 * 24 * 3600
     user_service_url: str = ""
     user_service_deactivate_path: str = "/api/v1/push-subscriptions/deactivate"
@@ -481,7 +483,17 @@ def _cluster_values(env: _Env) -> dict[str, Any]:
         "rabbitmq_urls": _amqp_urls(env),
         "redis_sentinels": sentinels,
         "redis_sentinel_master": env.text("REDIS_SENTINEL_MASTER", "mymaster") or "mymaster",
+        "redis_wait_replicas": env.integer("REDIS_WAIT_REPLICAS", 0, 0, 16),
+        "redis_wait_timeout_seconds": _wait_timeout(env),
     }
+
+
+def _wait_timeout(env: _Env) -> float:
+    # Below the 5 s that one Redis round trip may take, WAIT included.
+    timeout = env.number("REDIS_WAIT_TIMEOUT_SECONDS", 1.0, 0.001)
+    if timeout > 4.0:
+        raise ConfigError(f"REDIS_WAIT_TIMEOUT_SECONDS must be at most 4, got {timeout}")
+    return timeout
 
 
 def _amqp_urls(env: _Env) -> tuple[str, ...]:

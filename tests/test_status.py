@@ -19,7 +19,7 @@ from push_service.status import (
     scripts,
     to_record,
 )
-from tests.support import free_port, status_store, unique
+from tests.support import REDIS_URL, free_port, status_store, unique
 
 TTL = 3600
 
@@ -385,3 +385,23 @@ async def test_an_abandoned_notification_ends_with_the_reason(store: StatusStore
     record = await store.get("r8")
     assert record is not None
     assert record["reason"].startswith("too_many_deliveries") and record["completed_at"]
+
+
+async def test_with_replicas_required_a_write_no_replica_confirms_is_redis_unavailable() -> None:
+    """The machine's Redis has no replica: `WAIT 1` confirms nothing, so nothing counts."""
+    client = connect(REDIS_URL)
+    store = StatusStore(
+        client, prefix=unique("wait") + ":", ttl=TTL, replicas=1, replica_timeout=0.05
+    )
+    try:
+        with pytest.raises(RedisUnavailable, match="0 of 1 replicas"):
+            await begin(store, "w1")
+        with pytest.raises(RedisUnavailable):
+            await store.fail("w2", "invalid_json: x")
+        unconfirmed = StatusStore(client, prefix=store.prefix, ttl=TTL)
+        # Written nonetheless (WAIT cannot undo it): the retry finds the same record.
+        assert await begin(unconfirmed, "w1") == set()
+    finally:
+        async for key in client.scan_iter(match=f"{store.prefix}*"):
+            await client.delete(key)
+        await client.aclose()

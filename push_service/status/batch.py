@@ -12,6 +12,7 @@ from typing import Any
 
 import redis.asyncio as redis
 from redis.commands.core import AsyncScript
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 
 CALL_TIMEOUT = 5.0  # a paused or unreachable Redis fails a call after this
@@ -19,9 +20,23 @@ CALL_TIMEOUT = 5.0  # a paused or unreachable Redis fails a call after this
 _Call = tuple[AsyncScript, list[Any], list[Any], "asyncio.Future[Any]"]
 
 
+class NotReplicated(RedisConnectionError):
+    """Fewer replicas than asked for confirmed a write: a failover could still lose it.
+
+    A connection error to its callers, so the write waits and is made again (the
+    scripts are idempotent) rather than counted as done.
+    """
+
+
 class ScriptBatcher:
-    def __init__(self, client: redis.Redis) -> None:
+    """`replicas` > 0 ends each pipeline with `WAIT replicas timeout`: a write counts only
+    once that many replicas have it, so a Sentinel failover cannot lose an acknowledged one.
+    """
+
+    def __init__(self, client: redis.Redis, replicas: int = 0, timeout: float = 1.0) -> None:
         self.client = client
+        self.replicas = replicas
+        self.timeout_ms = max(1, round(timeout * 1000))
         self.queue: list[_Call] = []
         self.task: asyncio.Task[None] | None = None
 
@@ -48,7 +63,11 @@ class ScriptBatcher:
             ):
                 for script, keys, args, _ in batch:
                     pipe.evalsha(script.sha, len(keys), *keys, *args)
+                if self.replicas:
+                    pipe.execute_command("WAIT", self.replicas, self.timeout_ms)
                 results = await pipe.execute(raise_on_error=False)
+            if self.replicas:
+                results = self._replicated(results)
             if reload_scripts and any(isinstance(r, NoScriptError) for r in results):
                 # Redis restarted or failed over and lost its script cache: load, resend.
                 for script in {id(s): s for s, _, _, _ in batch}.values():
@@ -56,6 +75,17 @@ class ScriptBatcher:
                 return await self._send(batch, reload_scripts=False)
         except Exception as exc:  # every waiter gets the error
             results = [exc] * len(batch)
+        self._settle(batch, results)
+
+    def _replicated(self, results: list[Any]) -> list[Any]:
+        *results, acknowledged = results
+        if isinstance(acknowledged, int) and acknowledged >= self.replicas:
+            return results
+        error = NotReplicated(f"{acknowledged} of {self.replicas} replicas confirmed the write")
+        return [error] * len(results)
+
+    @staticmethod
+    def _settle(batch: list[_Call], results: list[Any]) -> None:
         for (_, _, _, future), result in zip(batch, results, strict=True):
             if future.done():
                 continue

@@ -27,14 +27,23 @@ RedisUnavailable = (RedisConnectionError, RedisTimeoutError, OSError, TimeoutErr
 
 
 class StatusStore:
-    def __init__(self, client: redis.Redis, prefix: str = "push:", ttl: int = 604800) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        prefix: str = "push:",
+        ttl: int = 604800,
+        *,
+        replicas: int = 0,
+        replica_timeout: float = 1.0,
+    ) -> None:
+        """`replicas`: how many replicas must confirm each write (REDIS_WAIT_REPLICAS)."""
         self.client = client
         self.prefix = prefix
         self.ttl = ttl
         self._begin = client.register_script(scripts.BEGIN)
         self._record = client.register_script(scripts.RECORD)
         self._fail = client.register_script(scripts.FAIL)
-        self._batch = ScriptBatcher(client)
+        self._batch = ScriptBatcher(client, replicas, replica_timeout)
 
     def key(self, notification_id: str) -> str:
         return f"{self.prefix}notification:{notification_id}"
@@ -103,8 +112,7 @@ class StatusStore:
         args.append("refused" if refused else "abandoned")
         for device in devices:
             args += [device.device, device.to_json()]
-        async with asyncio.timeout(CALL_TIMEOUT):
-            status: str = await self._fail(keys=[self.key(notification_id)], args=args)
+        status: str = await self._batch.call(self._fail, [self.key(notification_id)], args)
         return status
 
     async def get(self, notification_id: str) -> dict[str, Any] | None:
