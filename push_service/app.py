@@ -282,6 +282,7 @@ def api_services(runtime: Runtime) -> ApiServices:
             parse_notification,
             policy=runtime.policy,
             max_devices=settings.max_devices_per_message,
+            payload_format=settings.push_payload_format,
         ),
     )
 

@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, cast
 from urllib.parse import urlsplit, urlunsplit
 
 from push_service.errors import ConfigError
@@ -223,6 +223,8 @@ class Settings:
     warnings: tuple[str, ...] = ()
     # --- observability (issue 15) ---
     queue_depth_interval_seconds: float = 15.0
+    # --- payload format (issue 14): see _payload_values ---
+    push_payload_format: PayloadFormat = "classic"
 
     @property
     def production(self) -> bool:
@@ -272,6 +274,7 @@ class Settings:
             **_api_values(env),
             **_cluster_values(env),
             **_observability_values(env),
+            **_payload_values(env),
             warnings=_removed(env),
         )
 
@@ -542,3 +545,15 @@ def _observability_values(env: _Env) -> dict[str, Any]:
     if 0 < interval < 1:
         raise ConfigError("QUEUE_DEPTH_INTERVAL_SECONDS must be 0 (off) or at least 1")
     return {"queue_depth_interval_seconds": interval}
+
+
+# --- payload format (issue 14) ----------------------------------------------------------
+# What the browser decrypts for messages that do not say (`payload_format`): the classic
+# JSON or the W3C declarative push message (push_service.models.payload).
+PayloadFormat = Literal["classic", "declarative"]
+PAYLOAD_FORMATS: tuple[PayloadFormat, ...] = ("classic", "declarative")
+
+
+def _payload_values(env: _Env) -> dict[str, Any]:
+    chosen = env.choice("PUSH_PAYLOAD_FORMAT", "classic", PAYLOAD_FORMATS)
+    return {"push_payload_format": cast(PayloadFormat, chosen)}

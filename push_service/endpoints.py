@@ -3,11 +3,16 @@
 Two checks: `EndpointPolicy.check` on the URL (scheme, userinfo, allowlist,
 IP-literal spellings), and `PolicyResolver` at connect time, so that the address
 actually dialled is the one that was checked (defeats DNS rebinding).
+
+The URL check depends only on the part before the path (scheme, user info, host,
+port): its verdict is cached per such prefix, in a bounded LRU, because every push
+to one push service would otherwise repeat it. The connect-time check is never cached.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import re
 import socket
@@ -20,6 +25,9 @@ from aiohttp.resolver import DefaultResolver
 from push_service.errors import EndpointNotAllowed
 
 MAX_ENDPOINT_LENGTH = 2048
+VERDICT_CACHE_SIZE = 4096  # distinct origins remembered; refused ones count too
+# Scheme (no ":" before "://", so it is urlsplit's scheme), then the netloc up to / ? #.
+_ORIGIN_PREFIX = re.compile(r"[^:/?#]*://[^/?#]*")
 _NUMERIC_LABEL = re.compile(r"^(0x[0-9a-f]*|[0-9]+)$")
 # ASCII names only: IDNA would turn e.g. fullwidth digits into an IP literal after the check.
 _HOSTNAME = re.compile(r"[a-z0-9_-]+(?:\.[a-z0-9_-]+)*")
@@ -85,6 +93,17 @@ def _is_ipv6(host: str) -> bool:
     return True
 
 
+def _origin_prefix(url: str) -> str | None:
+    """`url` up to where urlsplit's netloc ends, when it starts `<scheme>://`.
+
+    The verdict depends on nothing after it: two URLs with the same prefix have the
+    same scheme and netloc for urlsplit (it removes tab and newline characters
+    everywhere, which keeps this true). None for other shapes: checked uncached.
+    """
+    match = _ORIGIN_PREFIX.match(url)
+    return match.group() if match else None
+
+
 class EndpointPolicy:
     """Allowlist of hosts (`host`, `*.suffix`, `*`) plus the scheme rule."""
 
@@ -94,11 +113,29 @@ class EndpointPolicy:
         self.exact = frozenset(e for e in entries if not e.startswith("*"))
         self.suffixes = tuple(e[1:] for e in entries if e.startswith("*."))
         self.schemes = ("https", "http") if allow_http else ("https",)
+        # functools.lru_cache is thread-safe: large messages are parsed in a worker thread.
+        self._verdict = functools.lru_cache(maxsize=VERDICT_CACHE_SIZE)(self._prefix_verdict)
 
     def check(self, url: str) -> Endpoint:
         """Parse and vet an endpoint URL; raises EndpointNotAllowed with the reason."""
         if len(url) > MAX_ENDPOINT_LENGTH:
             raise EndpointNotAllowed(f"endpoint longer than {MAX_ENDPOINT_LENGTH} characters")
+        prefix = _origin_prefix(url)
+        if prefix is None:
+            return self._check_url(url)
+        verdict = self._verdict(prefix)
+        if isinstance(verdict, str):
+            raise EndpointNotAllowed(verdict)
+        return Endpoint(url=url, host=verdict.host, origin=verdict.origin)
+
+    def _prefix_verdict(self, prefix: str) -> Endpoint | str:
+        """The verdict on every URL starting with `prefix`: an Endpoint, or why it is refused."""
+        try:
+            return self._check_url(prefix)
+        except EndpointNotAllowed as exc:
+            return exc.detail
+
+    def _check_url(self, url: str) -> Endpoint:
         try:
             parts = urlsplit(url)
             port = parts.port

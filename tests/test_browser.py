@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,16 @@ import orjson
 import pytest
 
 from tests.conftest import ServiceFactory
-from tests.support import ROOT, PushServer, VapidPair, notification_record, wait_until
+from tests.support import (
+    ROOT,
+    PushServer,
+    Rabbit,
+    VapidPair,
+    final_record,
+    notification_record,
+    unique,
+    wait_until,
+)
 
 playwright_api = pytest.importorskip("playwright.async_api")
 
@@ -84,6 +95,88 @@ async def browser() -> AsyncIterator[Any]:
             await browser.close()
 
 
+@dataclass
+class BrowserPage:
+    """The test page in a fresh context, with a DevTools session to deliver pushes."""
+
+    origin: str
+    context: Any
+    page: Any
+    cdp: Any
+    errors: list[str]
+    registrations: dict[str, dict[str, Any]]
+
+    async def registration_id(self) -> str:
+        scope = f"{self.origin}/web_push_test/"
+
+        def find() -> str | None:
+            for rid, registration in self.registrations.items():
+                if registration["scopeURL"] == scope and not registration["isDeleted"]:
+                    return rid
+            return None
+
+        found: str = await wait_until(find, message=f"a service worker registration for {scope}")
+        return found
+
+    async def deliver(self, payload: dict[str, Any]) -> None:
+        """Hand a decrypted payload to the service worker as the browser would (a push event)."""
+        await self.cdp.send(
+            "ServiceWorker.deliverPushMessage",
+            {
+                "origin": self.origin,
+                "registrationId": await self.registration_id(),
+                "data": orjson.dumps(payload).decode(),
+            },
+        )
+
+    async def notifications(self) -> list[dict[str, Any]]:
+        """What the service worker's registration shows, in the order shown."""
+        shown: list[dict[str, Any]] = await self.page.evaluate(
+            """async () => {
+              const registration = await navigator.serviceWorker.ready;
+              const list = await registration.getNotifications();
+              return list.map((n) => ({ title: n.title, body: n.body, tag: n.tag,
+                data: n.data, actions: (n.actions || []).map((a) => ({ ...a })) }));
+            }"""
+        )
+        return shown
+
+
+@contextlib.asynccontextmanager
+async def open_test_page(
+    browser: Any, origin: str, subscription: dict[str, Any]
+) -> AsyncIterator[BrowserPage]:
+    context = await browser.new_context()
+    try:
+        await context.grant_permissions(["notifications"], origin=origin)
+        await context.add_init_script(
+            script=FAKE_PUSH_MANAGER % orjson.dumps(subscription).decode()
+        )
+        page = await context.new_page()
+        page.set_default_timeout(WAIT_MS)
+        errors: list[str] = []
+        page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+        page.on("pageerror", lambda exc: errors.append(f"uncaught: {exc}"))
+        # The DevTools side: learn the registration id of the page's service worker.
+        cdp = await context.new_cdp_session(page)
+        registrations: dict[str, dict[str, Any]] = {}
+
+        def on_registrations(event: dict[str, Any]) -> None:
+            for registration in event["registrations"]:
+                registrations[registration["registrationId"]] = registration
+
+        cdp.on("ServiceWorker.workerRegistrationUpdated", on_registrations)
+        await cdp.send("ServiceWorker.enable")
+        response = await page.goto(f"{origin}/web_push_test/web_push_test.html")
+        assert response is not None and response.status == 200
+        await page.wait_for_function(
+            "() => document.querySelector('#sw-status').dataset.status === 'ready'"
+        )
+        yield BrowserPage(origin, context, page, cdp, errors, registrations)
+    finally:
+        await asyncio.wait_for(context.close(), 10)
+
+
 async def test_page_subscribes_through_the_api_and_shows_a_pushed_notification(
     service_factory: ServiceFactory,
     pushserver: PushServer,
@@ -93,34 +186,15 @@ async def test_page_subscribes_through_the_api_and_shows_a_pushed_notification(
     service = await service_factory(WELCOME_TITLE=WELCOME_TITLE)
     origin = service.base_url
     subscription, client_hash = await pushserver.subscribe(vapid.public)
+    async with open_test_page(browser, origin, subscription) as tp:
+        await check_subscribe_and_welcome(tp, pushserver, vapid, client_hash)
 
-    context = await browser.new_context()
-    await context.grant_permissions(["notifications"], origin=origin)
-    await context.add_init_script(script=FAKE_PUSH_MANAGER % orjson.dumps(subscription).decode())
-    page = await context.new_page()
-    page.set_default_timeout(WAIT_MS)
-    errors: list[str] = []
-    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-    page.on("pageerror", lambda exc: errors.append(f"uncaught: {exc}"))
 
-    # The DevTools side: learn the registration id of the page's service worker.
-    cdp = await context.new_cdp_session(page)
-    registrations: dict[str, dict[str, Any]] = {}
-
-    def on_registrations(event: dict[str, Any]) -> None:
-        for registration in event["registrations"]:
-            registrations[registration["registrationId"]] = registration
-
-    cdp.on("ServiceWorker.workerRegistrationUpdated", on_registrations)
-    await cdp.send("ServiceWorker.enable")
-
-    response = await page.goto(f"{origin}/web_push_test/web_push_test.html")
-    assert response is not None and response.status == 200
-
+async def check_subscribe_and_welcome(
+    tp: BrowserPage, pushserver: PushServer, vapid: VapidPair, client_hash: str
+) -> None:
+    page, errors, origin = tp.page, tp.errors, tp.origin
     # Loaded: service worker ready, key shown, button usable, and no console errors.
-    await page.wait_for_function(
-        "() => document.querySelector('#sw-status').dataset.status === 'ready'"
-    )
     await page.wait_for_function(
         "() => document.querySelector('#vapid-key').dataset.status === 'loaded'"
     )
@@ -154,19 +228,7 @@ async def test_page_subscribes_through_the_api_and_shows_a_pushed_notification(
     assert welcome["title"] == WELCOME_TITLE
 
     # Push: hand the decrypted welcome to the service worker as the browser would.
-    scope = f"{origin}/web_push_test/"
-
-    def registration_id() -> str | None:
-        for rid, registration in registrations.items():
-            if registration["scopeURL"] == scope and not registration["isDeleted"]:
-                return rid
-        return None
-
-    rid = await wait_until(registration_id, message=f"a service worker registration for {scope}")
-    await cdp.send(
-        "ServiceWorker.deliverPushMessage",
-        {"origin": origin, "registrationId": rid, "data": orjson.dumps(welcome).decode()},
-    )
+    await tp.deliver(welcome)
 
     item = page.locator("#received-list li.received-push")
     await item.first.wait_for(state="visible")
@@ -180,13 +242,7 @@ async def test_page_subscribes_through_the_api_and_shows_a_pushed_notification(
     link = item.first.locator("a.push-action-url")
     assert await link.get_attribute("href") == welcome["action_url"]
 
-    shown = await page.evaluate(
-        """async () => {
-          const registration = await navigator.serviceWorker.ready;
-          const list = await registration.getNotifications();
-          return list.map((n) => ({ title: n.title, body: n.body, tag: n.tag, data: n.data }));
-        }"""
-    )
+    shown = await tp.notifications()
     assert len(shown) == 1, shown
     assert shown[0]["title"] == WELCOME_TITLE
     assert shown[0]["body"] == welcome["body"]
@@ -195,4 +251,134 @@ async def test_page_subscribes_through_the_api_and_shows_a_pushed_notification(
 
     ARTIFACTS.mkdir(exist_ok=True)
     await page.screenshot(path=str(ARTIFACTS / "web_push_test.png"), full_page=True)
-    await asyncio.wait_for(context.close(), 10)
+
+
+# --- declarative push and notification actions (issue 14) -------------------------------
+
+TRACK_URL = "https://shop.example/track/1"
+ORDER_URL = "https://shop.example/orders/1"
+DECLARATIVE = {
+    "payload_format": "declarative",
+    "title": "Your order has shipped",
+    "body": "It arrives on Thursday.",
+    "action_url": ORDER_URL,
+    "tag": "order-1",
+    "require_interaction": True,
+    "app_badge": 1,
+}
+WITH_ACTIONS = {
+    "title": "Parcel out for delivery",
+    "body": "Choose what to do.",
+    "action_url": ORDER_URL + "#delivery",
+    "tag": "parcel-1",
+    # Headless Chromium closes other notifications after a few seconds.
+    "require_interaction": True,
+    "actions": [
+        {"action": "track", "title": "Track parcel", "navigate": TRACK_URL},
+        {"action": "later", "title": "Remind me later"},
+    ],
+}
+
+# Runs in the service worker: records what a click opens, then clicks. Headless Chromium
+# has no trusted way to click a notification (DevTools has none), so the click is a
+# script-made NotificationEvent; such an event may not open windows, hence the record.
+CLICK = """async ([tag, action]) => {
+  self.__opened = self.__opened || [];
+  self.clients.openWindow = (url) => { self.__opened.push(url); return Promise.resolve(null); };
+  const all = await self.registration.getNotifications();
+  const notification = all.find((n) => n.tag === tag);
+  if (!notification) throw new Error(`no notification tagged ${tag}: ${all.map((n) => n.tag)}`);
+  self.dispatchEvent(new NotificationEvent('notificationclick', { notification, action }));
+  return true;
+}"""
+
+
+async def publish_and_receive(
+    service: Any, rabbit: Rabbit, pushserver: PushServer, client_hash: str, messages: list[dict]
+) -> list[dict[str, Any]]:
+    """Publish through the queue and return what web-push-testing decrypted, in order."""
+    for body in messages:
+        await rabbit.publish(service.queue, body)
+        record = await final_record(service.base_url, body["notification_id"])
+        assert record["status"] == "sent", record
+    received = await pushserver.messages(client_hash)
+    assert len(received) == len(messages)
+    return received
+
+
+def tagged(tp: BrowserPage, tag: str) -> Callable[[], Awaitable[bool]]:
+    async def shown() -> bool:
+        return tag in {n["tag"] for n in await tp.notifications()}
+
+    return shown
+
+
+async def click(worker: Any, tag: str, action: str) -> str:
+    before = await worker.evaluate("() => (self.__opened || []).length")
+    await worker.evaluate(CLICK, [tag, action])
+
+    async def opened() -> str | None:
+        urls: list[str] = await worker.evaluate("() => self.__opened")
+        return urls[before] if len(urls) > before else None
+
+    url: str = await wait_until(opened, message=f"a click on {tag}/{action!r} to open a URL")
+    return url
+
+
+async def test_declarative_and_action_notifications_are_shown_and_open_their_urls(
+    service_factory: ServiceFactory,
+    pushserver: PushServer,
+    rabbit: Rabbit,
+    vapid: VapidPair,
+    browser: Any,
+) -> None:
+    service = await service_factory()
+    subscription, client_hash = await pushserver.subscribe(vapid.public)
+    messages = [
+        {"notification_id": unique("decl"), "devices": [subscription], **DECLARATIVE},
+        {"notification_id": unique("act"), "devices": [subscription], **WITH_ACTIONS},
+    ]
+    declarative, with_actions = await publish_and_receive(
+        service, rabbit, pushserver, client_hash, messages
+    )
+    assert declarative["web_push"] == 8030
+    assert declarative["notification"]["navigate"] == ORDER_URL
+    assert with_actions["actions"][0]["navigate"] == TRACK_URL
+
+    async with open_test_page(browser, service.base_url, subscription) as tp:
+        await tp.deliver(declarative)
+        await tp.deliver(with_actions)
+
+        items = tp.page.locator("#received-list li.received-push")
+        await items.nth(1).wait_for(state="visible")
+        assert await items.nth(0).get_attribute("data-format") == "declarative"
+        assert DECLARATIVE["title"] in await items.nth(0).inner_text()
+        actions = items.nth(1).locator("a.push-action")
+        assert await actions.all_inner_texts() == ["Track parcel", "Remind me later"]
+        assert await actions.nth(0).get_attribute("href") == TRACK_URL
+
+        shown = {n["tag"]: n for n in await tp.notifications()}
+        assert shown["order-1"]["title"] == DECLARATIVE["title"]
+        assert shown["order-1"]["body"] == DECLARATIVE["body"]
+        assert shown["order-1"]["data"]["notification_id"] == messages[0]["notification_id"]
+        assert shown["parcel-1"]["title"] == WITH_ACTIONS["title"]
+        assert shown["parcel-1"]["body"] == WITH_ACTIONS["body"]
+        assert [(a["action"], a["title"]) for a in shown["parcel-1"]["actions"]] == [
+            ("track", "Track parcel"),
+            ("later", "Remind me later"),
+        ]
+        ARTIFACTS.mkdir(exist_ok=True)
+        await tp.page.screenshot(path=str(ARTIFACTS / "web_push_declarative.png"), full_page=True)
+
+        worker = await wait_until(
+            lambda: next((w for w in tp.context.service_workers if w.url.endswith("/sw.js")), None),
+            message="the page's service worker",
+        )
+        assert await click(worker, "parcel-1", "track") == TRACK_URL
+        # A click closes the notification: show it again for its other action.
+        assert "parcel-1" not in {n["tag"] for n in await tp.notifications()}
+        await tp.deliver(with_actions)
+        await wait_until(tagged(tp, "parcel-1"), message="the notification shown again")
+        assert await click(worker, "parcel-1", "later") == ORDER_URL + "#delivery"
+        assert await click(worker, "order-1", "") == ORDER_URL
+        assert tp.errors == [], tp.errors

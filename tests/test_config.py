@@ -324,3 +324,19 @@ def test_redis_sentinels_and_master() -> None:
 def test_sentinels_need_a_tcp_redis_url() -> None:
     with pytest.raises(ConfigError, match="REDIS_URL"):
         load(REDIS_SENTINELS="s1", REDIS_URL="unix:///run/redis.sock")
+
+
+# --- payload format (issue 14) -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("", "classic"), ("classic", "classic"), ("Declarative", "declarative")],
+)
+def test_payload_format(value: str, expected: str) -> None:
+    assert load(PUSH_PAYLOAD_FORMAT=value).push_payload_format == expected
+
+
+def test_bad_payload_format_fails_naming_the_variable() -> None:
+    with pytest.raises(ConfigError, match="PUSH_PAYLOAD_FORMAT"):
+        load(PUSH_PAYLOAD_FORMAT="webpush")

@@ -12,7 +12,13 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from push_service.endpoints import EndpointPolicy, PolicyResolver, is_public, parse_ip_literal
+from push_service.endpoints import (
+    VERDICT_CACHE_SIZE,
+    EndpointPolicy,
+    PolicyResolver,
+    is_public,
+    parse_ip_literal,
+)
 from push_service.errors import EndpointNotAllowed
 from tests.support import stub_server
 
@@ -260,6 +266,66 @@ def test_check_returns_an_endpoint_or_refuses(url: str) -> None:
     assert endpoint.origin.startswith(("https://", "http://"))
     # The host aiohttp will connect to is the host that was checked (no IDNA surprises).
     assert (yarl.URL(url).host or "").rstrip(".") == endpoint.host
+
+
+# --- the per-origin verdict cache -------------------------------------------------------
+
+
+def verdict(policy: EndpointPolicy, url: str) -> tuple[str, str, str] | str:
+    try:
+        endpoint = policy.check(url)
+    except EndpointNotAllowed as exc:
+        return exc.detail
+    return (endpoint.url, endpoint.host, endpoint.origin)
+
+
+def uncached(policy: EndpointPolicy, url: str) -> tuple[str, str, str] | str:
+    fresh = EndpointPolicy(tuple(policy.exact) + tuple("*" + s for s in policy.suffixes))
+    fresh.schemes, fresh.any_public = policy.schemes, policy.any_public
+    try:
+        endpoint = fresh._check_url(url)
+    except EndpointNotAllowed as exc:
+        return exc.detail
+    return (endpoint.url, endpoint.host, endpoint.origin)
+
+
+tails = st.sampled_from(["", "/", "/push/a", "?x=1", "#f", "/a?b#c", "/\t/x", "//x"])
+cache_urls = st.one_of(
+    urls,
+    st.tuples(urls, tails).map("".join),
+    st.tuples(st.sampled_from(["https://", "http://", "https:/\t/", "HTTPS://", " https://"]),
+              host_text | st.sampled_from(["fcm.googleapis.com", "u@fcm.googleapis.com",
+                                           "fcm.googleapis.com:444", "fcm.goo\tgleapis.com"]),
+              tails).map("".join),
+)  # fmt: skip
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(cache_urls, min_size=1, max_size=6))
+def test_cached_verdicts_equal_the_full_check(batch: list[str]) -> None:
+    """Whatever was cached from earlier URLs, each verdict is the one a full check gives."""
+    for policy in (DEFAULT, ANY_HTTP):
+        for url in batch:
+            assert verdict(policy, url) == uncached(policy, url), url
+
+
+def test_verdicts_are_cached_per_origin_and_the_cache_is_bounded() -> None:
+    policy = EndpointPolicy(("fcm.googleapis.com",))
+    for i in range(3):
+        assert policy.check(f"https://fcm.googleapis.com/fcm/send/{i}").url.endswith(str(i))
+    info = policy._verdict.cache_info()
+    assert (info.misses, info.hits) == (1, 2)
+    for i in range(VERDICT_CACHE_SIZE + 10):
+        with pytest.raises(EndpointNotAllowed):
+            policy.check(f"https://host-{i}.example/push")
+    assert policy._verdict.cache_info().currsize == VERDICT_CACHE_SIZE
+
+
+def test_the_length_limit_is_checked_per_url_not_per_origin() -> None:
+    policy = EndpointPolicy(("fcm.googleapis.com",))
+    policy.check("https://fcm.googleapis.com/short")
+    with pytest.raises(EndpointNotAllowed, match="longer than"):
+        policy.check("https://fcm.googleapis.com/" + "a" * 2048)
 
 
 # --- resolution ---------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import copy
 import os
 from typing import Any
@@ -25,6 +26,7 @@ from push_service.models import (
     parse_subscription,
     peek_notification_id,
 )
+from push_service.models import device as device_module
 from push_service.vapid import b64url_encode
 
 POLICY = EndpointPolicy(
@@ -223,7 +225,10 @@ NOTIFICATION_ERRORS: list[tuple[str, Any, str]] = [
         {k: v for k, v in message().items() if k != "notification_id"},
         "invalid_notification_id",
     ),
-    ("id number", message(notification_id=5), "invalid_notification_id"),
+    ("id fraction", message(notification_id=5.5), "invalid_notification_id"),
+    ("id float", message(notification_id=5.0), "invalid_notification_id"),
+    ("id bool", message(notification_id=True), "invalid_notification_id"),
+    ("id negative", message(notification_id=-5), "invalid_notification_id"),
     ("id empty", message(notification_id=""), "invalid_notification_id"),
     ("id space", message(notification_id="a b"), "invalid_notification_id"),
     ("id newline", message(notification_id="abc\n"), "invalid_notification_id"),
@@ -344,7 +349,9 @@ def test_message_with_only_bad_devices_still_parses() -> None:
         (dumps(message(notification_id="abc-1", devices=[])), "abc-1"),
         (dumps({"notification_id": "x1"}), "x1"),
         (dumps({"notification_id": "bad id"}), None),
-        (dumps({"notification_id": 7}), None),
+        (dumps({"notification_id": 7}), "7"),
+        (dumps({"notification_id": True}), None),
+        (b"\xef\xbb\xbf" + dumps({"notification_id": "bom"}), "bom"),
         (b"[]", None),
         (b"\xff\xfe", None),
         (b"", None),
@@ -526,3 +533,30 @@ def test_valid_messages_parse_and_round_trip_display_fields(msg: dict[str, Any])
     for name in ("icon", "badge", "tag", "data"):
         assert payload.get(name) == msg.get(name)
     assert msg == original  # parsing does not mutate its input
+
+
+def test_parsing_in_threads_gives_the_same_result_as_on_the_loop() -> None:
+    """The consumer parses large messages in a worker thread, alongside small ones."""
+    body = dumps(message(devices=devices_list(300)))
+    expected = parse_notification(body, POLICY)
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: parse_notification(body, POLICY), range(8)))
+    for n in results:
+        assert n.payload == expected.payload
+        assert [d.key for d in n.devices] == [d.key for d in expected.devices]
+        assert [point_of(d.p256dh) for d in n.devices] == [
+            point_of(d.p256dh) for d in expected.devices
+        ]
+
+
+def test_decoded_keys_are_kept_across_messages_bounded_and_only_when_valid() -> None:
+    cache = device_module._public_key
+    cache.cache_clear()
+    body = dumps(message())
+    first, second = parse_notification(body, POLICY), parse_notification(body, POLICY)
+    assert first.devices[0].p256dh is second.devices[0].p256dh  # decoded once
+    bad = dumps(message(devices=[with_keys(p256dh=b64url_encode(off_curve()))]))
+    for _ in range(2):
+        assert parse_notification(bad, POLICY).rejected[0].reason == "invalid_keys"
+    info = cache.cache_info()
+    assert (info.hits, info.currsize, info.maxsize) == (1, 1, device_module.KEY_CACHE_SIZE)

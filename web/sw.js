@@ -1,10 +1,16 @@
 // Service worker of the push_service browser test page (scope /web_push_test/).
 //
-// Shows each push as a notification, forwards the payload to open windows of the
-// page, and opens the payload's action_url (http/https only) when clicked.
+// Shows each push as a notification, forwards it to open windows of the page, and
+// on a click opens the clicked action's URL, else the notification's (http/https
+// only). Two payload formats arrive:
+//   classic      {"notification_id", "title", "body", "action_url", ...} (queue names)
+//   declarative  {"web_push": 8030, "notification": {"title", "navigate", ...},
+//                "app_badge", "mutable"} (W3C Push API). Browsers that implement it
+//                show it themselves; Chromium does not yet, so it comes here too.
 'use strict';
 
 const DEFAULT_TITLE = 'Notification';
+const DECLARATIVE_PUSH = 8030;
 const VAPID_KEY_URL = '/vapid_public_key';
 const SUBSCRIBE_URL = '/subscribe';
 
@@ -65,55 +71,120 @@ async function broadcast(message) {
   }
 }
 
-function notificationOptions(payload) {
-  const extra = isPlainObject(payload.data) ? payload.data : {};
-  const data = { ...extra };
-  if (payload.action_url !== undefined) data.action_url = payload.action_url;
-  if (payload.notification_id !== undefined) data.notification_id = payload.notification_id;
-  const options = { body: typeof payload.body === 'string' ? payload.body : '', data };
-  const icon = optionalString(payload.icon);
-  const badge = optionalString(payload.badge);
-  const tag = optionalString(payload.tag);
-  if (icon) options.icon = icon;
-  if (badge) options.badge = badge;
-  if (tag) options.tag = tag;
+// The notification fields of either format under one set of names (the declarative
+// spelling, which is also NotificationOptions'); unknown or mistyped values are dropped.
+function normalise(payload) {
+  const declarative = payload.web_push === DECLARATIVE_PUSH && isPlainObject(payload.notification);
+  const n = declarative ? payload.notification : payload;
+  const data = isPlainObject(n.data) ? n.data : {};
+  const navigate = declarative ? n.navigate : payload.action_url;
+  const actions = Array.isArray(n.actions) ? n.actions.filter((a) => isPlainObject(a)
+    && optionalString(a.action) && optionalString(a.title)) : [];
+  return {
+    format: declarative ? 'declarative' : 'classic',
+    notification_id: declarative ? data.notification_id : payload.notification_id,
+    title: optionalString(n.title) || DEFAULT_TITLE,
+    body: typeof n.body === 'string' ? n.body : '',
+    action_url: typeof navigate === 'string' ? navigate : undefined,
+    actions: actions.map((a) => ({
+      action: a.action, title: a.title, navigate: optionalString(a.navigate), icon: optionalString(a.icon),
+    })),
+    data,
+    icon: optionalString(n.icon),
+    badge: optionalString(n.badge),
+    image: optionalString(n.image),
+    tag: optionalString(n.tag),
+    lang: optionalString(n.lang),
+    dir: optionalString(n.dir),
+    requireInteraction: declarative ? n.requireInteraction : payload.require_interaction,
+    renotify: n.renotify,
+    silent: n.silent,
+    vibrate: Array.isArray(n.vibrate) ? n.vibrate.filter((v) => typeof v === 'number') : undefined,
+    timestamp: typeof n.timestamp === 'number' ? n.timestamp : undefined,
+    app_badge: payload.app_badge,
+  };
+}
+
+function notificationOptions(shown) {
+  const actionUrls = {};
+  for (const a of shown.actions) if (a.navigate) actionUrls[a.action] = a.navigate;
+  const data = { ...shown.data, action_urls: actionUrls };
+  if (shown.action_url !== undefined) data.action_url = shown.action_url;
+  if (shown.notification_id !== undefined) data.notification_id = shown.notification_id;
+  const options = { body: shown.body, data };
+  for (const name of ['icon', 'badge', 'image', 'tag', 'lang', 'dir']) {
+    if (shown[name]) options[name] = shown[name];
+  }
+  for (const name of ['requireInteraction', 'silent']) {
+    if (typeof shown[name] === 'boolean') options[name] = shown[name];
+  }
+  // showNotification throws a TypeError for renotify without a tag, and for vibrate
+  // with silent: drop what would make the whole notification fail.
+  if (shown.renotify === true && options.tag) options.renotify = true;
+  if (shown.vibrate && options.silent !== true) options.vibrate = shown.vibrate;
+  if (shown.timestamp !== undefined) options.timestamp = shown.timestamp;
+  if (shown.actions.length) {
+    options.actions = shown.actions.map((a) => (a.icon
+      ? { action: a.action, title: a.title, icon: a.icon } : { action: a.action, title: a.title }));
+  }
   return options;
 }
 
+function setAppBadge(count) {
+  const nav = self.navigator;
+  if (typeof count !== 'number' || !nav || typeof nav.setAppBadge !== 'function') return Promise.resolve();
+  return nav.setAppBadge(count).catch((err) => {
+    console.warn('push_service sw: setAppBadge failed:', err && err.message);
+  });
+}
+
+// waitUntil throws for an event that script dispatched (untrusted), as the browser
+// test does to click a notification; the work itself runs either way.
+function extendLifetime(event, promise) {
+  try {
+    event.waitUntil(promise);
+  } catch (err) {
+    console.warn('push_service sw: could not extend the event:', err && err.message);
+  }
+}
+
 self.addEventListener('push', (event) => {
-  const payload = parsePushData(event.data);
-  const title = optionalString(payload.title) || DEFAULT_TITLE;
-  const shown = self.registration
-    .showNotification(title, notificationOptions(payload))
+  const shown = normalise(parsePushData(event.data));
+  const displayed = self.registration
+    .showNotification(shown.title, notificationOptions(shown))
     .catch((err) => {
       // E.g. permission revoked; still forward the payload to the page.
       console.warn('push_service sw: showNotification failed:', err && err.message);
     });
-  const forwarded = broadcast({ type: 'push', payload, received_at: Date.now() }).catch((err) => {
+  const forwarded = broadcast({ type: 'push', payload: shown, received_at: Date.now() }).catch((err) => {
     console.warn('push_service sw: forwarding the push failed:', err && err.message);
   });
-  event.waitUntil(Promise.all([shown, forwarded]));
+  event.waitUntil(Promise.all([displayed, forwarded, setAppBadge(shown.app_badge)]));
 });
+
+async function openOrFocus(target) {
+  const windows = await self.clients.matchAll({ type: 'window', includeUncontrolled: true });
+  for (const client of windows) {
+    if (client.url === target && typeof client.focus === 'function') {
+      try {
+        return await client.focus();
+      } catch (_) {
+        break; // not allowed to focus: open a new window instead
+      }
+    }
+  }
+  if (self.clients.openWindow) return self.clients.openWindow(target);
+  return undefined;
+}
 
 self.addEventListener('notificationclick', (event) => {
   event.notification.close();
   const data = isPlainObject(event.notification.data) ? event.notification.data : {};
-  const target = safeHttpUrl(data.action_url);
+  const actionUrls = isPlainObject(data.action_urls) ? data.action_urls : {};
+  const chosen = event.action && actionUrls[event.action] ? actionUrls[event.action] : data.action_url;
+  const target = safeHttpUrl(chosen);
   if (!target) return;
-  event.waitUntil((async () => {
-    const windows = await self.clients.matchAll({ type: 'window', includeUncontrolled: true });
-    for (const client of windows) {
-      if (client.url === target && typeof client.focus === 'function') {
-        try {
-          return await client.focus();
-        } catch (_) {
-          break; // not allowed to focus: open a new window instead
-        }
-      }
-    }
-    if (self.clients.openWindow) return self.clients.openWindow(target);
-    return undefined;
-  })());
+  extendLifetime(event, openOrFocus(target));
 });
 
 // The push service replaced or expired the subscription: subscribe again with the

@@ -503,6 +503,31 @@
     return typeof value === 'string' ? value : String(value);
   }
 
+  // The notification's buttons (the service worker passes them on), each a link to the
+  // URL that clicking it opens.
+  function actionList(actions, fallbackUrl) {
+    if (!Array.isArray(actions) || actions.length === 0) return null;
+    const list = document.createElement('ul');
+    list.className = 'push-actions';
+    for (const action of actions) {
+      if (!action || typeof action !== 'object') continue;
+      const item = document.createElement('li');
+      const url = safeHttpUrl(field(action, 'navigate') || fallbackUrl);
+      const label = url ? document.createElement('a') : document.createElement('span');
+      label.className = 'push-action';
+      label.dataset.action = field(action, 'action');
+      label.textContent = field(action, 'title');
+      if (url) {
+        label.href = url;
+        label.rel = 'noopener noreferrer';
+        label.target = '_blank';
+      }
+      item.append(label);
+      list.append(item);
+    }
+    return list;
+  }
+
   function addReceived(payload, receivedAt) {
     const p = payload && typeof payload === 'object' ? payload : { body: String(payload) };
     const title = field(p, 'title') || 'Notification';
@@ -514,6 +539,7 @@
     const li = document.createElement('li');
     li.className = 'received-push';
     if (notificationId) li.dataset.notificationId = notificationId;
+    if (p.format) li.dataset.format = field(p, 'format');
 
     const heading = document.createElement('strong');
     heading.className = 'push-title';
@@ -545,6 +571,12 @@
       }
       meta.append(' · ');
     }
+    if (p.format === 'declarative') {
+      const format = document.createElement('span');
+      format.className = 'push-format';
+      format.textContent = 'declarative';
+      meta.append(format, ' · ');
+    }
     if (notificationId) {
       const id = document.createElement('code');
       id.className = 'push-notification-id';
@@ -557,6 +589,8 @@
     time.textContent = when.toLocaleTimeString();
     meta.append(time);
     li.append(meta);
+    const actions = actionList(p.actions, actionUrl);
+    if (actions) li.append(actions);
 
     el.receivedList.append(li);
     el.receivedEmpty.hidden = true;

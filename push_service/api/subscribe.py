@@ -12,7 +12,6 @@ import logging
 import uuid
 
 import orjson
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -29,7 +28,6 @@ from push_service.errors import (
     ValidationError,
 )
 from push_service.models import Device, parse_subscription
-from push_service.vapid import b64url_encode
 
 log = logging.getLogger(__name__)
 
@@ -127,14 +125,12 @@ class SubscribeRoute:
         action_url = self.s.welcome["action_url"]
         if action_url.startswith("/"):
             action_url = str(request.base_url).rstrip("/") + action_url
-        point = device.p256dh.public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
-        # Built from the validated device: nothing else from the body reaches the queue.
-        keys = {"p256dh": b64url_encode(point), "auth": b64url_encode(device.auth)}
         return orjson.dumps(
             {
                 "notification_id": notification_id,
                 "user_id": identity.user_id,
-                "devices": [{"endpoint": device.endpoint, "keys": keys}],
+                # The validated device: nothing else from the body reaches the queue.
+                "devices": [device.subscription()],
                 "title": self.s.welcome["title"],
                 "body": self.s.welcome["body"],
                 "action_url": action_url,

@@ -17,6 +17,6 @@ Modules, one concept each:
   benchmark's own environment (.bench/).
 
 Nothing here is imported by push_service; the benchmark only runs it as a process.
-Microbenchmarks of one part (metrics_calls.py, ...) sit beside it and run on their own
+Microbenchmarks of one part (metrics_calls.py, bench_parse.py) sit beside it and run on their own
 as scripts.
 """
