@@ -133,6 +133,7 @@ class Runtime:
             max_deliveries=s.max_delivery_attempts,
             max_message_bytes=s.max_message_bytes,
             max_devices=s.max_devices_per_message,
+            payload_format=s.push_payload_format,
         )
         timeout = s.publish_timeout_seconds
         dead_letters = DeadLetters(

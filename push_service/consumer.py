@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import hashlib
 import logging
 import time
@@ -27,7 +28,7 @@ from push_service.delivery import Delivery, DeliveryResult
 from push_service.endpoints import EndpointPolicy
 from push_service.errors import BrokerUnavailable, ValidationError
 from push_service.metrics import Metrics
-from push_service.models import Notification, parse_notification
+from push_service.models import Notification, PayloadFormat, parse_notification
 from push_service.parking import PARSE_IN_THREAD_BYTES, Parking, times_parked
 from push_service.status import RedisUnavailable
 
@@ -67,6 +68,7 @@ class ConsumerLimits:
     max_deliveries: int = 5
     max_message_bytes: int = 8 * 1024 * 1024
     max_devices: int = 10_000
+    payload_format: PayloadFormat = "classic"  # for messages that do not say
 
 
 class Consumer:
@@ -86,6 +88,12 @@ class Consumer:
         self.dead_letters = dead_letters
         self.policy = policy
         self.metrics = metrics
+        self._parser = functools.partial(
+            parse_notification,
+            policy=policy,
+            max_devices=limits.max_devices,
+            payload_format=limits.payload_format,
+        )
         self.channel: AbstractChannel | None = None
         self.consumer_tag: str | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -197,10 +205,8 @@ class Consumer:
         on the loop would hold up heartbeats and every other push for half a second.
         """
         if len(body) < PARSE_IN_THREAD_BYTES:
-            return parse_notification(body, self.policy, self.limits.max_devices)
-        return await asyncio.to_thread(
-            parse_notification, body, self.policy, self.limits.max_devices
-        )
+            return self._parser(body)
+        return await asyncio.to_thread(self._parser, body)
 
     async def _deliver_once(
         self, notification: Notification, message: DeliveredMessage, arrived: float

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
 from tests.conftest import ServiceFactory
 from tests.support import PushServer, Rabbit, VapidPair, final_record, unique, wait_until
 from tests.test_models_payload import VOCABULARY, declarative_with_vocabulary
@@ -48,11 +46,6 @@ async def test_each_format_decrypts_to_exactly_the_documented_json(
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="wiring pending: Consumer._parse must pass payload_format=Settings.push_payload_format"
-    " to parse_notification (consumer.py is being rewritten; see the model branch's report)",
-)
 async def test_the_default_format_comes_from_push_payload_format(
     service_factory: ServiceFactory, pushserver: PushServer, rabbit: Rabbit, vapid: VapidPair
 ) -> None:
