@@ -137,15 +137,24 @@ class Circuit:
             self._open(now, f"{self._failures} failures in a row, last: {detail}")
 
     async def _acquire(self) -> None:
-        # Wait for a slot, but look up now and then: once the origin stops answering,
-        # waiting pushes are parked instead of holding their consumer slots.
+        """Wait for a slot while the origin keeps answering; else PushServiceUnavailable.
+
+        Every slot taken and not one answer for a quarter of the stall time: a push
+        service that answers at all frees slots far faster, so the waiting push is
+        parked ("busy") rather than hold its consumer slot until the circuit opens.
+        """
         interval = max(0.05, self.policy.stall_seconds / 4)
+        waiting_since = self._clock()
         while True:
             try:
                 async with asyncio.timeout(interval):
                     await self._slots.acquire()
             except TimeoutError:
                 self.check()
+                now = self._clock()
+                if self._progress <= waiting_since and now - waiting_since >= interval:
+                    detail = f"{self.origin} answered nothing for {now - waiting_since:.2g}s"
+                    raise PushServiceUnavailable(detail, now + interval, "busy") from None
             else:
                 return
 

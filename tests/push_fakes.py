@@ -36,7 +36,7 @@ class PushService:
     scripts: dict[str, list[Answer]] = field(default_factory=dict)
     requests: list[Seen] = field(default_factory=list)
     accepted: Counter[str] = field(default_factory=Counter)
-    accepted_at: list[float] = field(default_factory=list)
+    accepted_at: list[tuple[str, float]] = field(default_factory=list)  # (name, monotonic)
     _up: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
@@ -59,9 +59,9 @@ class PushService:
     def seen(self, name: str) -> list[Seen]:
         return [s for s in self.requests if s.name == name]
 
-    def pace(self) -> float:
-        """Accepted pushes per second, from the first accepted to the last."""
-        times = sorted(self.accepted_at)
+    def pace(self, prefix: str = "") -> float:
+        """Pushes accepted per second for names starting with `prefix`, first to last."""
+        times = sorted(at for name, at in self.accepted_at if name.startswith(prefix))
         return (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else 0.0
 
     async def handle(self, request: web.Request) -> web.Response:
@@ -75,7 +75,7 @@ class PushService:
         status, headers = script.pop(0) if script else (201, {})
         if status < 300:
             self.accepted[name] += 1
-            self.accepted_at.append(time.monotonic())
+            self.accepted_at.append((name, time.monotonic()))
         return web.Response(status=status, headers=headers)
 
 
