@@ -15,11 +15,10 @@ State is per process: each replica learns on its own, which also spreads the pro
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -47,6 +46,22 @@ class CircuitPolicy:
 
 
 Listener = Callable[["Circuit", str], None]
+
+
+class _Request:
+    """One request's hold on its circuit (a class: cheaper than a generator per push)."""
+
+    __slots__ = ("_circuit", "_probe")
+
+    def __init__(self, circuit: Circuit) -> None:
+        self._circuit = circuit
+        self._probe = False
+
+    async def __aenter__(self) -> None:
+        self._probe = await self._circuit._enter()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._circuit._leave(self._probe)
 
 
 class Circuit:
@@ -93,28 +108,35 @@ class Circuit:
             until = now + self.policy.probe_seconds
             raise PushServiceUnavailable(f"circuit of {self.origin} is probing", until)
 
-    @contextlib.asynccontextmanager
-    async def request(self) -> AsyncIterator[None]:
-        """Hold one of the origin's request slots; report the answer with `answered`/`failed`."""
+    def request(self) -> _Request:
+        """`async with`: hold one of the origin's request slots; report the answer with
+        `answered`/`failed`. Raises PushServiceUnavailable when no request should go now."""
+        return _Request(self)
+
+    async def _enter(self) -> bool:
+        """Take a slot (waiting while the origin answers); True if this is the probe."""
         self.check()
-        await self._acquire()
-        try:
-            self.check()  # while this push waited, the circuit may have opened, or probed
-        except PushServiceUnavailable:
-            self._slots.release()
-            raise
+        if self._slots.locked():
+            await self._acquire()
+            try:
+                self.check()  # while this push waited, the circuit may have opened, or probed
+            except PushServiceUnavailable:
+                self._slots.release()
+                raise
+        else:
+            await self._slots.acquire()  # free: no suspension, no timeout to arm
         probe = self.state is State.HALF_OPEN
         self._probing = self._probing or probe
         if self._in_flight == 0:
             self._progress = self._clock()
         self._in_flight += 1
-        try:
-            yield
-        finally:
-            self._in_flight -= 1
-            self._slots.release()
-            if probe:
-                self._probing = False
+        return probe
+
+    def _leave(self, probe: bool) -> None:
+        self._in_flight -= 1
+        self._slots.release()
+        if probe:
+            self._probing = False
 
     def answered(self) -> None:
         """The push service answered (any status but a server error): it is up."""

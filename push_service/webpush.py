@@ -7,6 +7,7 @@ into one HTTP request and maps the answer onto the exceptions of `errors`.
 from __future__ import annotations
 
 import email.utils
+import functools
 import os
 import time
 from dataclasses import dataclass
@@ -27,6 +28,10 @@ from push_service.errors import (
 )
 from push_service.models import MAX_PLAINTEXT_BYTES, Device
 from push_service.vapid import VapidSigner
+
+# http_ece asks cryptography for its backend four times per push; the backend is one
+# process-wide object, so hand http_ece a lookup that costs nothing.
+http_ece.default_backend = functools.cache(http_ece.default_backend)
 
 RECORD_SIZE = 4096
 CONNECTIONS_PER_HOST = 64

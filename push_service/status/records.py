@@ -7,6 +7,7 @@ peers read it with `HGETALL`, so field names here are part of the interface.
 from __future__ import annotations
 
 import datetime
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,9 +19,17 @@ DEVICE_FIELDS = ("d:", "r:", "x:")  # final outcome, waiting for a retry, dead-l
 COUNTS = ("sent", "failed", "devices_total", "refused_messages")
 
 
+_now_cache: list[Any] = [0, ""]  # the last millisecond formatted, and its text
+
+
 def utc_now() -> str:
-    now = datetime.datetime.now(datetime.UTC)
-    return now.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """ISO-8601 UTC to the millisecond; formatted once per millisecond (many calls share it)."""
+    ms = time.time_ns() // 1_000_000
+    if ms != _now_cache[0]:
+        moment = datetime.datetime.fromtimestamp(ms / 1000, datetime.UTC)
+        _now_cache[:] = [ms, moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")]
+    text: str = _now_cache[1]
+    return text
 
 
 @dataclass(frozen=True, slots=True)

@@ -77,7 +77,7 @@ class StatusStore:
         retries = (DeviceRetry.from_json(raw) for raw in retrying)
         return Begun(
             new=state == 1,
-            deadline=from_iso(when),
+            deadline=deadline if state == 1 else from_iso(when),
             done=frozenset(done),
             retrying={retry.device: retry for retry in retries},
         )
