@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 import orjson
 import pytest
+from redis.exceptions import ResponseError
 
 from push_service.errors import DuplicateNotification
 from push_service.redis_client import MAX_CONNECTIONS, connect
@@ -218,9 +219,13 @@ async def test_count_delivery_increments_and_expires(store: StatusStore) -> None
 async def test_scripts_unknown_to_redis_are_loaded_and_resent(store: StatusStore) -> None:
     """After a Redis restart or failover the script cache is empty (NOSCRIPT)."""
     marker = unique("fresh")
-    store._begin = store.client.register_script(f"{scripts.BEGIN}\n-- {marker}")
-    store._record = store.client.register_script(f"{scripts.RECORD}\n-- {marker}")
-    assert not any(await store.client.script_exists(store._begin.sha, store._record.sha))
+    store._begin = store._batch.register(f"{scripts.BEGIN}\n-- {marker}")
+    store._record = store._batch.register(f"{scripts.RECORD}\n-- {marker}")
+    shas = [
+        s.sha for script in (store._begin, store._record) for s in (script.single, script.batched)
+    ]
+    assert not any(await store.client.script_exists(*shas))
+    # Three begins in one turn go as one call of the batched form; then single ones.
     results = await asyncio.gather(
         begin(store, "ns1", "u", 1), begin(store, "ns2", "u", 1), begin(store, "ns3", "u", 1)
     )
@@ -405,3 +410,16 @@ async def test_with_replicas_required_a_write_no_replica_confirms_is_redis_unava
         async for key in client.scan_iter(match=f"{store.prefix}*"):
             await client.delete(key)
         await client.aclose()
+
+
+async def test_calls_of_one_turn_go_as_one_batched_call_and_an_error_stays_with_its_call(
+    store: StatusStore,
+) -> None:
+    """A key that is not a hash makes its own call fail, not the others batched with it."""
+    await store.client.set(store.key("wrong"), "not a hash")
+    results = await asyncio.gather(
+        begin(store, "b1"), begin(store, "wrong"), begin(store, "b2"), return_exceptions=True
+    )
+    assert results[0] == set() and results[2] == set()
+    assert isinstance(results[1], ResponseError) and "WRONGTYPE" in str(results[1])
+    assert {(await store.get(n) or {}).get("status") for n in ("b1", "b2")} == {"processing"}

@@ -40,10 +40,10 @@ class StatusStore:
         self.client = client
         self.prefix = prefix
         self.ttl = ttl
-        self._begin = client.register_script(scripts.BEGIN)
-        self._record = client.register_script(scripts.RECORD)
-        self._fail = client.register_script(scripts.FAIL)
         self._batch = ScriptBatcher(client, replicas, replica_timeout)
+        self._begin = self._batch.register(scripts.BEGIN)
+        self._record = self._batch.register(scripts.RECORD)
+        self._fail = self._batch.register(scripts.FAIL)
 
     def key(self, notification_id: str) -> str:
         return f"{self.prefix}notification:{notification_id}"
@@ -66,7 +66,7 @@ class StatusStore:
         args = [utc_now(), self.ttl, notification_id, user_id or "", total]
         state, when, done, retrying = await self._batch.call(
             self._begin,
-            [self.key(notification_id)],
+            self.key(notification_id),
             [*args, fingerprint, to_iso(deadline), "true" if user_verified else "false"],
         )
         if state == -1:
@@ -90,7 +90,7 @@ class StatusStore:
         for outcome in outcomes:
             kind = outcome.status if isinstance(outcome, DeviceOutcome) else "retrying"
             args += [outcome.device, outcome.to_json(), kind]
-        status: str = await self._batch.call(self._record, [self.key(notification_id)], args)
+        status: str = await self._batch.call(self._record, self.key(notification_id), args)
         return status
 
     async def fail(
@@ -112,7 +112,7 @@ class StatusStore:
         args.append("refused" if refused else "abandoned")
         for device in devices:
             args += [device.device, device.to_json()]
-        status: str = await self._batch.call(self._fail, [self.key(notification_id)], args)
+        status: str = await self._batch.call(self._fail, self.key(notification_id), args)
         return status
 
     async def get(self, notification_id: str) -> dict[str, Any] | None:
