@@ -21,7 +21,7 @@ import redis.asyncio as redis
 from push_service.config import DEFAULT_LADDER
 from push_service.topology import Topology, declare_topology
 from tests.conftest import ServiceFactory
-from tests.push_fakes import PushService, push_service
+from tests.push_fakes import push_service
 from tests.support import (
     Rabbit,
     Service,
@@ -68,47 +68,63 @@ async def records(client: redis.Redis, service: Service, ids: list[str]) -> list
     return [await stored_record(client, service.prefix, i) for i in ids]
 
 
-# The pace test keeps the circuit's production cool-downs: parked pushes then come back
-# about as rarely as they would in production, relative to the healthy traffic.
+# The pace test keeps the circuit's production cool-downs, and delay steps long enough
+# to wait them out in one hop: parked pushes then come back about as rarely as they
+# would in production, relative to the healthy traffic.
 ISOLATION = {
     **QUICK_OUTAGE,
     "PUSH_CIRCUIT_OPEN_SECONDS": "5",
     "PUSH_CIRCUIT_MAX_OPEN_SECONDS": "10",
+    "PUSH_RETRY_LADDER_SECONDS": "0.5,1,2,4,8,16",
+    "PUSH_RETRY_MAX_DELAY_SECONDS": "16",
 }
-# The issue's mix, one dark notification to five healthy ones, but enough of them that
-# each pace is measured over seconds, not a few hundred milliseconds.
-ALONE, HEALTHY, DARK = 3000, 5000, 1000
+# Production traffic arrives as a stream: healthy notifications at a steady rate, alone
+# and then with one dark notification for every five healthy ones. The rate is well
+# below what the service drains here, so a healthy pace below it means the dark push
+# service is holding the service back.
+RATE, SECONDS, TICK = 300, 6, 0.05
 
 
-def mixed_backlog(healthy: PushService, dark: PushService, dark_ids: list[str]) -> list[Any]:
-    """Healthy pushes alone (names `a…`), then healthy (`b…`) and dark ones interleaved."""
-    alone = [message(unique("h"), healthy.endpoint(f"a{i}")) for i in range(ALONE)]
-    mixed = [message(unique("h"), healthy.endpoint(f"b{i}")) for i in range(HEALTHY)]
-    step = (HEALTHY + DARK) // DARK
-    for index, notification_id in enumerate(dark_ids):
-        mixed.insert(index * step, message(notification_id, dark.endpoint(notification_id)))
-    return alone + mixed
+async def stream(rabbit: Rabbit, queue: str, make: Any, dark: Any = None) -> None:
+    """Publish RATE healthy messages a second for SECONDS (and RATE/5 dark ones)."""
+    per_tick = int(RATE * TICK)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    for tick in range(int(SECONDS / TICK)):
+        batch = [make() for _ in range(per_tick)]
+        if dark is not None and tick % 5 == 0:
+            batch += [dark() for _ in range(per_tick)]
+        await asyncio.gather(*(rabbit.publish(queue, m) for m in batch))
+        # Pacing a load generator, not waiting for the service.
+        await asyncio.sleep(max(0.0, started + (tick + 1) * TICK - loop.time()))
 
 
 async def test_a_dark_push_service_neither_slows_a_healthy_one_nor_loses_its_notifications(
     service_factory: ServiceFactory, rabbit: Rabbit, redis_client: redis.Redis
 ) -> None:
     """The issue's scenario: notifications for a healthy push service, and, one in six, for
-    one that accepts connections and never answers. One service drains the backlog: the
-    healthy pushes alone first, then beside the dark ones; measured in the same process, a
-    few seconds apart, the healthy pace beside keeps at least 0.8 of its pace alone. The
-    dark notifications are parked, survive a restart of the service, and are all
-    delivered, once each, after their push service comes back."""
+    one that accepts connections and never answers. One service takes the healthy stream
+    alone, then beside the dark one: the healthy pace beside keeps at least 0.8 of its pace
+    alone. The dark notifications are parked, survive a restart of the service, and are
+    all delivered, once each, after their push service comes back."""
     async with push_service() as healthy, push_service(dark=True) as dark:
-        dark_ids = [unique("d") for _ in range(DARK)]
         queue, prefix = unique("outage"), unique("outage") + ":"
-        await preload(rabbit, queue, mixed_backlog(healthy, dark, dark_ids))
+        await declare_topology(rabbit.connection, Topology(queue))
         first = await service_factory(
             RABBITMQ_QUEUE_NAME=queue, REDIS_KEY_PREFIX=prefix, **ISOLATION
         )
-        await wait_until(
-            lambda: len(healthy.accepted) >= ALONE + HEALTHY, 90, message="the healthy pushes"
+        dark_ids: list[str] = []
+
+        def dark_message() -> dict[str, Any]:
+            dark_ids.append(unique("d"))
+            return message(dark_ids[-1], dark.endpoint(dark_ids[-1]))
+
+        await stream(rabbit, queue, lambda: message(unique("h"), healthy.endpoint(unique("a"))))
+        await stream(
+            rabbit, queue, lambda: message(unique("h"), healthy.endpoint(unique("b"))), dark_message
         )
+        total = 2 * int(SECONDS / TICK) * int(RATE * TICK)
+        await wait_until(lambda: len(healthy.accepted) >= total, 60, message="the healthy pushes")
         pace_alone, pace_beside = healthy.pace("a"), healthy.pace("b")
 
         async def all_parked() -> bool:
