@@ -30,9 +30,9 @@ from tests.support import (
     VapidPair,
     assert_error,
     call,
+    final_record,
     stub_server,
     unique,
-    wait_until,
 )
 
 SECRET = "s" * 40
@@ -175,13 +175,7 @@ async def subscribe(
 async def device_outcome(
     http: aiohttp.ClientSession, service: Service, notification_id: str
 ) -> dict[str, Any]:
-    async def final() -> dict[str, Any] | None:
-        answer = await call(http, "GET", f"{service.base_url}/notifications/{notification_id}")
-        done = answer.status == 200 and answer.json["status"] in ("sent", "failed")
-        return answer.json if done else None
-
-    record: dict[str, Any] = await wait_until(final, message=f"{notification_id} to finish")
-    return record
+    return await final_record(service.base_url, notification_id)
 
 
 @pytest.mark.e2e
