@@ -28,8 +28,8 @@ from push_service.delivery import Delivery, DeliveryResult
 from push_service.endpoints import EndpointPolicy
 from push_service.errors import BrokerUnavailable, ValidationError
 from push_service.metrics import Metrics
-from push_service.models import Notification, PayloadFormat, parse_notification
-from push_service.parking import PARSE_IN_THREAD_BYTES, Parking, times_parked
+from push_service.models import Notification, PayloadFormat, off_loop, parse_notification
+from push_service.parking import Parking, times_parked
 from push_service.status import RedisUnavailable
 
 log = logging.getLogger(__name__)
@@ -199,14 +199,8 @@ class Consumer:
         return Settle.ACK
 
     async def _parse(self, body: bytes) -> Notification:
-        """Validate a message; a large one in a thread, so the loop is never stalled.
-
-        Checking one device's key costs tens of microseconds: 10,000 devices parsed
-        on the loop would hold up heartbeats and every other push for half a second.
-        """
-        if len(body) < PARSE_IN_THREAD_BYTES:
-            return self._parser(body)
-        return await asyncio.to_thread(self._parser, body)
+        """Validate a message; a large one in a thread, so the loop is never stalled."""
+        return await off_loop(self._parser, body)
 
     async def _deliver_once(
         self, notification: Notification, message: DeliveredMessage, arrived: float

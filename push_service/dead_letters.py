@@ -8,7 +8,6 @@ When the message names a notification, its status record says why.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -21,8 +20,7 @@ from pamqp.common import FieldValue
 from push_service.broker import publish_confirmed
 from push_service.errors import Unroutable
 from push_service.metrics import Metrics
-from push_service.models import device_key, peek_notification_id
-from push_service.parking import BOM, PARSE_IN_THREAD_BYTES
+from push_service.models import device_key, off_loop, peek_notification_id, without_bom
 from push_service.status import DeviceOutcome, StatusStore
 from push_service.topology import Topology, declare_topology
 
@@ -97,11 +95,7 @@ class DeadLetters:
         """The message's devices, as far as they can be read, each failed with the reason."""
         if len(body) > self.max_message_bytes:
             return []
-        endpoints = (
-            _endpoints(body)
-            if len(body) < PARSE_IN_THREAD_BYTES
-            else await asyncio.to_thread(_endpoints, body)
-        )
+        endpoints = await off_loop(_endpoints, body)
         return [
             DeviceOutcome(device_key(e), e, "failed", None, code, 0, detail=detail)
             for e in endpoints
@@ -110,7 +104,7 @@ class DeadLetters:
 
 def _endpoints(body: bytes) -> list[str]:
     try:
-        obj = orjson.loads(body.removeprefix(BOM))
+        obj = orjson.loads(without_bom(body))
     except orjson.JSONDecodeError:
         return []
     devices = obj.get("devices") if isinstance(obj, dict) else None

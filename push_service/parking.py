@@ -15,7 +15,6 @@ device's `next_attempt_at` is on record), so no request is made before it is due
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from collections import defaultdict
@@ -31,17 +30,16 @@ from pamqp.common import FieldValue
 from push_service.broker import publish_confirmed
 from push_service.errors import Unroutable
 from push_service.metrics import Metrics
+from push_service.models import off_loop, without_bom
 from push_service.status import DeviceRetry
 from push_service.topology import Arguments, Topology, declare_topology
 
 # Take the next longer step when it overshoots the wait by at most half of it; else the
 # longest step within the wait, and the rest in further steps.
 ROUND_UP = 1.5
-PARSE_IN_THREAD_BYTES = 64 * 1024
 # Headers the broker manages per queue: a stale copy would mislead the consumer.
 _BROKER_HEADERS = ("x-death", "x-delivery-count", "x-first-death-exchange",
                    "x-first-death-queue", "x-first-death-reason")  # fmt: skip
-BOM = b"\xef\xbb\xbf"
 
 
 @dataclass(frozen=True)
@@ -159,11 +157,7 @@ def times_parked(message: DeliveredMessage) -> int:
 
 
 async def _load(body: bytes) -> dict[str, Any]:
-    body = body.removeprefix(BOM)
-    if len(body) < PARSE_IN_THREAD_BYTES:
-        loaded = orjson.loads(body)
-    else:
-        loaded = await asyncio.to_thread(orjson.loads, body)
+    loaded = await off_loop(orjson.loads, without_bom(body))
     assert isinstance(loaded, dict)  # it was validated before it was delivered
     return loaded
 

@@ -8,7 +8,6 @@ origin. Fields this module does not know pass through unchanged.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -21,12 +20,10 @@ from push_service.api.responses import error, json_response
 from push_service.api.services import ApiServices
 from push_service.api.subscribe import broker_unavailable, json_content_type, unsupported_media_type
 from push_service.errors import BrokerUnavailable, ValidationError
-from push_service.models import ID_PATTERN, Notification
+from push_service.models import ID_PATTERN, Notification, off_loop
 from push_service.status import RedisUnavailable
 
 log = logging.getLogger(__name__)
-# As in the consumer: validating a large message (hundreds of device keys) in a thread.
-PARSE_IN_THREAD_BYTES = 64 * 1024
 
 
 def endpoint_origin(url: str) -> str | None:
@@ -115,6 +112,4 @@ class NotificationRoutes:
         )
 
     async def _parse(self, body: bytes) -> Notification:
-        if len(body) < PARSE_IN_THREAD_BYTES:
-            return self.s.parse_message(body)
-        return await asyncio.to_thread(self.s.parse_message, body)
+        return await off_loop(self.s.parse_message, body)

@@ -3,6 +3,7 @@
 Everything from outside (an HTTP body, a queue message) passes through here and
 comes out either as a typed object or as a `ValidationError` naming the problem.
 
+    bodies       a BOM, and large bodies read off the event loop
     wire         the msgspec Structs: the one definition of the JSON that arrives
     rules        limits and patterns        messages     error codes and words
     diagnose     msgspec errors -> ValidationError
@@ -14,6 +15,7 @@ comes out either as a typed object or as a `ValidationError` naming the problem.
 
 from __future__ import annotations
 
+from push_service.models.bodies import off_loop, without_bom
 from push_service.models.device import (
     Device,
     RejectedDevice,
@@ -46,8 +48,10 @@ __all__ = [
     "RejectedDevice",
     "device_key",
     "notification_json_schema",
+    "off_loop",
     "parse_device",
     "parse_notification",
     "parse_subscription",
     "peek_notification_id",
+    "without_bom",
 ]

@@ -16,9 +16,9 @@ from typing import Literal, TypeVar
 import msgspec
 
 from push_service.errors import ValidationError
+from push_service.models.bodies import without_bom
 
 T = TypeVar("T")
-BOM = b"\xef\xbb\xbf"
 Kind = Literal["missing", "null", "length", "pattern", "range", "type"]
 _AT = re.compile(r" - at `\$(.*)`\Z")
 _MISSING = re.compile(r"^Object missing required field `([^`]*)`")
@@ -94,8 +94,8 @@ def decode(
     root: tuple[str, str],
 ) -> T:
     """Decode and validate `body`; raises ValidationError. A UTF-8 BOM is ignored."""
-    if isinstance(body, bytes) and body.startswith(BOM):
-        body = body[len(BOM) :]  # RFC 8259 lets a parser ignore it; many producers emit it
+    if isinstance(body, bytes):
+        body = without_bom(body)
     try:
         return decoder.decode(body)
     except msgspec.ValidationError as exc:
