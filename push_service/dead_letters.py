@@ -17,12 +17,10 @@ from aiormq.abc import DeliveredMessage
 from pamqp import commands as spec
 from pamqp.common import FieldValue
 
-from push_service.broker import publish_confirmed
-from push_service.errors import Unroutable
 from push_service.metrics import Metrics
 from push_service.models import device_key, off_loop, peek_notification_id, without_bom
 from push_service.status import DeviceOutcome, StatusStore
-from push_service.topology import Topology, declare_topology
+from push_service.topology import Topology, publish_declared
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -78,18 +76,14 @@ class DeadLetters:
         )
 
     async def _publish(self, message: DeliveredMessage, properties: spec.Basic.Properties) -> None:
-        queue = self.topology.dead_letter_queue
-        try:
-            await publish_confirmed(
-                message.channel, queue, message.body, timeout=self.timeout, properties=properties
-            )
-        except Unroutable:
-            # Someone deleted the DLQ: declare it again rather than requeue in a loop.
-            log.warning("%s is missing; declaring the queues again", queue)
-            await declare_topology(message.channel.connection, self.topology)
-            await publish_confirmed(
-                message.channel, queue, message.body, timeout=self.timeout, properties=properties
-            )
+        await publish_declared(
+            message.channel,
+            self.topology,
+            self.topology.dead_letter_queue,
+            message.body,
+            timeout=self.timeout,
+            properties=properties,
+        )
 
     async def _devices(self, body: bytes, code: str, detail: str) -> list[DeviceOutcome]:
         """The message's devices, as far as they can be read, each failed with the reason."""

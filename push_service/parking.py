@@ -27,12 +27,10 @@ from aiormq.abc import DeliveredMessage
 from pamqp import commands as spec
 from pamqp.common import FieldValue
 
-from push_service.broker import publish_confirmed
-from push_service.errors import Unroutable
 from push_service.metrics import Metrics
 from push_service.models import off_loop, without_bom
 from push_service.status import DeviceRetry
-from push_service.topology import Arguments, Topology, declare_topology
+from push_service.topology import Arguments, Topology, publish_declared
 
 # Take the next longer step when it overshoots the wait by at most half of it; else the
 # longest step within the wait, and the rest in further steps.
@@ -119,16 +117,9 @@ class Parking:
 
     async def _publish(self, message: DeliveredMessage, queue: str, body: bytes, hops: int) -> None:
         properties = parked_properties(message.header.properties, hops)
-        try:
-            await publish_confirmed(
-                message.channel, queue, body, timeout=self.timeout, properties=properties
-            )
-        except Unroutable:
-            # Someone deleted a delay queue: declare the queues again, then retry once.
-            await declare_topology(message.channel.connection, self.topology)
-            await publish_confirmed(
-                message.channel, queue, body, timeout=self.timeout, properties=properties
-            )
+        await publish_declared(
+            message.channel, self.topology, queue, body, timeout=self.timeout, properties=properties
+        )
 
 
 def parked_properties(original: spec.Basic.Properties, hops: int) -> spec.Basic.Properties:

@@ -18,9 +18,11 @@ from dataclasses import dataclass, field
 
 import aiormq
 from aiormq.abc import AbstractChannel, AbstractConnection
+from pamqp import commands as spec
 from pamqp.common import FieldValue
 
-from push_service.errors import BrokerUnavailable
+from push_service.broker import publish_confirmed
+from push_service.errors import BrokerUnavailable, Unroutable
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +81,28 @@ async def declare_topology(connection: AbstractConnection, topology: Topology) -
         if not channel.is_closed:
             await channel.close()
     return warnings
+
+
+async def publish_declared(
+    channel: AbstractChannel,
+    topology: Topology,
+    queue: str,
+    body: bytes,
+    *,
+    timeout: float,  # noqa: ASYNC109 - bounds the confirm wait, applied inside
+    properties: spec.Basic.Properties,
+) -> None:
+    """Publish (confirmed) to one of the topology's queues; a deleted one is declared again.
+
+    Someone deleting the DLQ or a delay queue must not make the service requeue in a
+    loop (or, with `mandatory`, lose the message): declare the queues, then retry once.
+    """
+    try:
+        await publish_confirmed(channel, queue, body, timeout=timeout, properties=properties)
+    except Unroutable:
+        log.warning("%s is missing; declaring the queues again", queue)
+        await declare_topology(channel.connection, topology)
+        await publish_confirmed(channel, queue, body, timeout=timeout, properties=properties)
 
 
 async def _adopt_existing(connection: AbstractConnection, queue: str, refusal: str) -> str:
