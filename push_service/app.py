@@ -30,7 +30,7 @@ from push_service.config import Settings
 from push_service.consumer import Consumer, ConsumerLimits
 from push_service.dead_letters import DeadLetters
 from push_service.delivery import Delivery
-from push_service.endpoints import EndpointPolicy
+from push_service.endpoints import EndpointPolicy, host_label
 from push_service.limits import BodyLimitMiddleware, ClientAddress, RateLimiter
 from push_service.metrics import LoopLagMonitor, Metrics
 from push_service.models import parse_notification
@@ -105,16 +105,11 @@ class Runtime:
         await self.supervisor.start()
         if s.queue_depth_interval_seconds > 0:
             self.queue_depth = QueueDepthMonitor(
-                self.supervisor, self.monitored_queues, self.metrics,
+                self.supervisor, lambda: self.topology.queues, self.metrics,
                 interval=s.queue_depth_interval_seconds,
             )  # fmt: skip
             await self.queue_depth.start()
         await self._redis_ok()  # a wrong REDIS_URL or password is logged at start-up
-
-    def monitored_queues(self) -> list[str]:
-        """The queues whose depth /metrics shows (push_queue_messages): main, DLQ, delays."""
-        t = self.topology
-        return [t.queue, t.dead_letter_queue, *t.extra]
 
     def _consumer(self) -> Consumer:
         s = self.settings
@@ -179,7 +174,7 @@ class Runtime:
         )
 
     def _circuit_changed(self, circuit: Circuit) -> None:
-        host = circuit.origin.partition("://")[2]
+        host = host_label(circuit.origin)
         self.metrics.circuit_state.set(float(circuit.state), host=host)
         self.metrics.circuit_transitions.inc(host=host, state=circuit.state.name.lower())
 

@@ -104,6 +104,19 @@ def _origin_prefix(url: str) -> str | None:
     return match.group() if match else None
 
 
+def format_origin(scheme: str, host: str, port: int | None) -> str:
+    """`scheme://host[:port]`, the port left out when it is the scheme's default."""
+    netloc = f"[{host}]" if ":" in host else host
+    if port is not None and port != {"https": 443, "http": 80}[scheme]:
+        netloc = f"{netloc}:{port}"
+    return f"{scheme}://{netloc}"
+
+
+def host_label(origin: str) -> str:
+    """A push service as metrics name it: host, and port when not the default."""
+    return origin.partition("://")[2]
+
+
 class EndpointPolicy:
     """Allowlist of hosts (`host`, `*.suffix`, `*`) plus the scheme rule."""
 
@@ -152,11 +165,7 @@ class EndpointPolicy:
         if not (_HOSTNAME.fullmatch(host) or (":" in host and _is_ipv6(host))):
             raise EndpointNotAllowed(f"endpoint host {host!r} is not a valid host name")
         self._check_host(host)
-        default_port = {"https": 443, "http": 80}[parts.scheme]
-        netloc = f"[{host}]" if ":" in host else host
-        if port is not None and port != default_port:
-            netloc = f"{netloc}:{port}"
-        return Endpoint(url=url, host=host, origin=f"{parts.scheme}://{netloc}")
+        return Endpoint(url=url, host=host, origin=format_origin(parts.scheme, host, port))
 
     def _check_host(self, host: str) -> None:
         if host in self.exact:

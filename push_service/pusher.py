@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from push_service.circuits import Circuits
 from push_service.deadline import Deadline
+from push_service.endpoints import host_label
 from push_service.errors import (
     PayloadTooLarge,
     PushError,
@@ -34,11 +35,6 @@ from push_service.webpush import PushOptions, WebPushSender
 log = logging.getLogger(__name__)
 
 Result = DeviceOutcome | DeviceRetry
-
-
-def host_label(device: Device) -> str:
-    """The metrics label of a push service: host, and port when not the default."""
-    return device.origin.partition("://")[2]
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,7 +193,7 @@ class Pusher:
     ) -> Result:
         if until >= deadline.at:  # nothing would be tried before the deadline
             return self._expired(n, device, deadline, tries)
-        self.metrics.deferred.inc(host=host_label(device), reason=reason)
+        self.metrics.deferred.inc(host=host_label(device.origin), reason=reason)
         error = tries.error
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
@@ -220,7 +216,7 @@ class Pusher:
     def _expired(
         self, n: Notification, device: Device, deadline: Deadline, tries: _Tries
     ) -> DeviceOutcome:
-        host = host_label(device)
+        host = host_label(device.origin)
         self.metrics.expired.inc(host=host)
         self.metrics.pushes.inc(outcome="expired", host=host)
         detail = f"deadline {deadline.iso()} passed"
@@ -238,7 +234,7 @@ class Pusher:
         )
 
     def _sent(self, n: Notification, device: Device, status: int, attempts: int) -> DeviceOutcome:
-        self.metrics.pushes.inc(outcome="sent", host=host_label(device))
+        self.metrics.pushes.inc(outcome="sent", host=host_label(device.origin))
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "pushed to %s: HTTP %s after %d attempt(s)",
@@ -264,7 +260,7 @@ class Pusher:
     async def _failed(
         self, n: Notification, device: Device, exc: PushError, attempts: int
     ) -> DeviceOutcome:
-        self.metrics.pushes.inc(outcome=exc.reason, host=host_label(device))
+        self.metrics.pushes.inc(outcome=exc.reason, host=host_label(device.origin))
         deactivation = None
         if isinstance(exc, SubscriptionGone):
             deactivation = await self._deactivate(n, device, exc)

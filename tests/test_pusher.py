@@ -22,11 +22,11 @@ import pytest
 
 from push_service.circuits import CircuitPolicy, Circuits, State
 from push_service.deadline import Deadline
-from push_service.endpoints import EndpointPolicy
+from push_service.endpoints import EndpointPolicy, host_label
 from push_service.errors import PushServiceUnavailable
 from push_service.metrics import Metrics
 from push_service.models import MAX_PLAINTEXT_BYTES, Device, Notification, parse_notification
-from push_service.pusher import PushContext, Pusher, host_label
+from push_service.pusher import PushContext, Pusher
 from push_service.retry import PushRetryPolicy, RetryPolicy
 from push_service.status import DeviceOutcome, DeviceRetry
 from push_service.users import UserServiceClient
@@ -156,7 +156,7 @@ async def test_a_push_accepted_at_once_is_sent_with_the_ttl_and_counted(
     )
     [request] = hits(pushes, endpoint)
     assert request.ttl == 3600
-    host = host_label(device(notification([endpoint]), endpoint))
+    host = host_label(device(notification([endpoint]), endpoint).origin)
     assert host == pushes.base_url.removeprefix("http://")
     assert rig.metrics.pushes.value(outcome="sent", host=host) == 1
     assert rig.metrics.retries.value() == 0

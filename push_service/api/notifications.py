@@ -19,6 +19,7 @@ from starlette.routing import Route
 from push_service.api.responses import error, json_response
 from push_service.api.services import ApiServices
 from push_service.api.subscribe import broker_unavailable, json_content_type, unsupported_media_type
+from push_service.endpoints import format_origin
 from push_service.errors import BrokerUnavailable, ValidationError
 from push_service.models import ID_PATTERN, Notification, off_loop
 from push_service.status import RedisUnavailable
@@ -40,10 +41,7 @@ def endpoint_origin(url: str) -> str | None:
     host = parts.hostname
     if parts.scheme not in ("http", "https") or not host:
         return None
-    netloc = f"[{host}]" if ":" in host else host
-    if port is not None and port != {"https": 443, "http": 80}[parts.scheme]:
-        netloc = f"{netloc}:{port}"
-    return f"{parts.scheme}://{netloc}"
+    return format_origin(parts.scheme, host, port)
 
 
 def public_device(device: dict[str, Any]) -> dict[str, Any]:
