@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 from collections.abc import Mapping
 from typing import Protocol
@@ -67,37 +68,55 @@ class ConnectionProvider(Protocol):
     def connection(self) -> AbstractConnection | None: ...
 
 
-class Publisher:
-    """Publishes to the notification queue on its own channel of the supervised connection."""
+class ChannelKeeper:
+    """A channel of its own on the supervised connection, never the consumer's: opened
+    when first needed, and again after it closed or the supervisor reconnected."""
 
-    def __init__(self, provider: ConnectionProvider, queue: str, timeout: float) -> None:
+    def __init__(self, provider: ConnectionProvider, timeout: float, *, confirms: bool) -> None:
         self.provider = provider
-        self.queue = queue
         self.timeout = timeout
-        self._channel: AbstractChannel | None = None
+        self.confirms = confirms
+        self.channel: AbstractChannel | None = None
         self._lock = asyncio.Lock()
 
-    async def _get_channel(self) -> AbstractChannel:
+    async def get(self) -> AbstractChannel:
+        """The channel, open on the current connection; BrokerUnavailable otherwise."""
         connection = self.provider.connection
         if connection is None or connection.is_closed:
             raise BrokerUnavailable("RabbitMQ is not connected")
         async with self._lock:
-            channel = self._channel
+            channel = self.channel
             if channel is None or channel.is_closed or channel.connection is not connection:
                 try:
                     async with asyncio.timeout(self.timeout):
-                        channel = await connection.channel(publisher_confirms=True)
+                        channel = await connection.channel(publisher_confirms=self.confirms)
                 except (TimeoutError, *AMQP_ERRORS) as exc:
                     raise BrokerUnavailable(
                         f"cannot open a channel: {type(exc).__name__}"
                     ) from None
-                self._channel = channel
+                self.channel = channel
             return channel
+
+    async def close(self) -> None:
+        channel, self.channel = self.channel, None
+        if channel is not None and not channel.is_closed:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(self.timeout):
+                    await channel.close()
+
+
+class Publisher:
+    """Publishes to the notification queue on its own channel of the supervised connection."""
+
+    def __init__(self, provider: ConnectionProvider, queue: str, timeout: float) -> None:
+        self.queue = queue
+        self.timeout = timeout
+        self.channels = ChannelKeeper(provider, timeout, confirms=True)
 
     async def publish(
         self, body: bytes, message_id: str, headers: Mapping[str, FieldValue] | None = None
     ) -> None:
-        channel = await self._get_channel()
+        channel = await self.channels.get()
         await publish_confirmed(
             channel,
             self.queue,

@@ -18,9 +18,9 @@ import logging
 from collections.abc import Callable, Iterable
 
 import aiormq
-from aiormq.abc import AbstractChannel
 
-from push_service.broker import AMQP_ERRORS, ConnectionProvider
+from push_service.broker import AMQP_ERRORS, ChannelKeeper, ConnectionProvider
+from push_service.errors import BrokerUnavailable
 from push_service.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -38,12 +38,11 @@ class QueueDepthMonitor:
         interval: float = 15.0,
         timeout: float = 5.0,
     ) -> None:
-        self.provider = provider
         self.queues = queues
         self.metrics = metrics
         self.interval = interval
         self.timeout = timeout
-        self._channel: AbstractChannel | None = None
+        self._channels = ChannelKeeper(provider, timeout, confirms=False)
         self._task: asyncio.Task[None] | None = None
         self._reported: set[str] = set()
 
@@ -56,7 +55,7 @@ class QueueDepthMonitor:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        await self._close_channel()
+        await self._channels.close()
 
     async def _run(self) -> None:
         while True:
@@ -80,35 +79,20 @@ class QueueDepthMonitor:
         return depths
 
     async def _depth(self, queue: str) -> int | None:
-        channel = await self._get_channel()
-        if channel is None:
+        try:
+            channel = await self._channels.get()
+        except BrokerUnavailable:
             return None
         try:
             async with asyncio.timeout(self.timeout):
                 declared = await channel.queue_declare(queue, passive=True)
         except aiormq.exceptions.ChannelNotFoundEntity:
-            self._channel = None  # the broker closed it
-            return None
+            return None  # the broker closed the channel; the next queue gets a new one
         except (TimeoutError, *AMQP_ERRORS) as exc:
             log.debug("queue depth of %s unavailable: %s", queue, type(exc).__name__)
-            await self._close_channel()
+            await self._channels.close()
             return None
         return int(declared.message_count or 0)
-
-    async def _get_channel(self) -> AbstractChannel | None:
-        connection = self.provider.connection
-        if connection is None or connection.is_closed:
-            self._channel = None
-            return None
-        channel = self._channel
-        if channel is None or channel.is_closed or channel.connection is not connection:
-            try:
-                async with asyncio.timeout(self.timeout):
-                    channel = await connection.channel(publisher_confirms=False)
-            except (TimeoutError, *AMQP_ERRORS):
-                return None
-            self._channel = channel
-        return channel
 
     def _publish(self, depths: dict[str, int]) -> None:
         for queue in self._reported - depths.keys():
@@ -116,10 +100,3 @@ class QueueDepthMonitor:
         for queue, depth in depths.items():
             self.metrics.queue_messages.set(depth, queue=queue)
         self._reported = set(depths)
-
-    async def _close_channel(self) -> None:
-        channel, self._channel = self._channel, None
-        if channel is not None and not channel.is_closed:
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(self.timeout):
-                    await channel.close()

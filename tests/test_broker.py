@@ -144,8 +144,8 @@ async def test_publisher_publishes_on_the_providers_connection(
     assert message.body == b'{"n": 1}'
     assert message.header.properties.message_id == "id-1"
     assert message.header.properties.delivery_mode == 2
-    assert publisher._channel is not None
-    assert publisher._channel.connection is connection
+    assert publisher.channels.channel is not None
+    assert publisher.channels.channel.connection is connection
 
 
 async def test_publisher_reopens_a_closed_channel(
@@ -154,14 +154,14 @@ async def test_publisher_reopens_a_closed_channel(
     await declare_topology(connection, Topology(queue))
     publisher = Publisher(Provider(connection), queue, timeout=5.0)
     await publisher.publish(b"1", "first")
-    first = publisher._channel
+    first = publisher.channels.channel
     assert first is not None
     await first.close()
 
     await publisher.publish(b"2", "second")
 
-    assert publisher._channel is not first
-    assert not publisher._channel.is_closed
+    assert publisher.channels.channel is not first
+    assert not publisher.channels.channel.is_closed
     await wait_until(has_messages(rabbit, queue, 2), 10, message="both messages")
     ids = [(await rabbit.get(queue)).header.properties.message_id for _ in range(2)]
     assert ids == ["first", "second"]
@@ -179,8 +179,8 @@ async def test_publisher_follows_a_new_connection(
     try:
         provider.connection = replacement
         await publisher.publish(b"2", "new")
-        assert publisher._channel is not None
-        assert publisher._channel.connection is replacement
+        assert publisher.channels.channel is not None
+        assert publisher.channels.channel.connection is replacement
     finally:
         await replacement.close()
     await wait_until(has_messages(rabbit, queue, 2), 10, message="both messages")

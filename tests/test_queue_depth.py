@@ -112,4 +112,4 @@ async def test_start_polls_every_interval_until_stop(
         )
     finally:
         await monitor.stop()
-    assert monitor._task is None and monitor._channel is None
+    assert monitor._task is None and monitor._channels.channel is None
