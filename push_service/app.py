@@ -31,12 +31,14 @@ from push_service.consumer import Consumer, ConsumerLimits
 from push_service.dead_letters import DeadLetters
 from push_service.delivery import Delivery
 from push_service.endpoints import EndpointPolicy, host_label
+from push_service.events import EXCHANGE_TYPE, Events
 from push_service.limits import BodyLimitMiddleware, ClientAddress, RateLimiter
 from push_service.metrics import LoopLagMonitor, Metrics
 from push_service.models import parse_notification
 from push_service.parking import Ladder, Parking, service_topology
 from push_service.pusher import Pusher
 from push_service.queue_depth import QueueDepthMonitor
+from push_service.registry import Registry
 from push_service.retry import PushRetryPolicy, RetryPolicy
 from push_service.status import RedisUnavailable, StatusStore
 from push_service.supervisor import BrokerSupervisor
@@ -69,9 +71,11 @@ class Runtime:
             replicas=settings.redis_wait_replicas,
             replica_timeout=settings.redis_wait_timeout_seconds,
         )
+        self.registry = Registry(self.redis, settings.redis_key_prefix)
         self.ladder = Ladder(settings.push_retry_ladder_seconds)
+        exchanges = {settings.events_exchange: EXCHANGE_TYPE} if settings.events_exchange else {}
         self.topology = service_topology(
-            settings.rabbitmq_queue_name, settings.rabbitmq_queue_type, self.ladder
+            settings.rabbitmq_queue_name, settings.rabbitmq_queue_type, self.ladder, exchanges
         )
         self.circuits = Circuits(self._circuit_policy(), self._circuit_changed)
         self.push_session: aiohttp.ClientSession | None = None
@@ -79,6 +83,7 @@ class Runtime:
         self.consumer: Consumer | None = None
         self.supervisor: BrokerSupervisor | None = None
         self.publisher: Publisher | None = None
+        self.events: Events | None = None
         self.queue_depth: QueueDepthMonitor | None = None
         self.loop_monitor = LoopLagMonitor(self.metrics)
         self._redis_error: str | None = None
@@ -100,6 +105,7 @@ class Runtime:
         self.publisher = Publisher(
             self.supervisor, s.rabbitmq_queue_name, s.publish_timeout_seconds
         )
+        self.events = Events(self.supervisor, s.events_exchange, s.publish_timeout_seconds)
         await self.loop_monitor.start()
         await self.primary_watch.start()
         await self.supervisor.start()
@@ -184,6 +190,8 @@ class Runtime:
             await self.queue_depth.stop()
         if self.supervisor is not None:
             await self.supervisor.stop(self.settings.shutdown_grace_seconds)
+        if self.events is not None:
+            await self.events.close()
         for session in (self.push_session, self.user_session):
             if session is not None:
                 await session.close()

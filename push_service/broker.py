@@ -41,22 +41,31 @@ async def publish_confirmed(
     *,
     timeout: float,  # noqa: ASYNC109 - bounds the confirm wait, applied inside
     properties: spec.Basic.Properties,
+    exchange: str = "",
+    mandatory: bool = True,
 ) -> None:
-    """Publish to a queue and wait for the broker's confirm; BrokerUnavailable otherwise.
+    """Publish and wait for the broker's confirm; BrokerUnavailable otherwise.
 
     Without the timeout a publish to a dead broker can wait forever (PITFALLS).
+    `mandatory` (for a queue): a message no queue takes (the queue was deleted) comes
+    back as Unroutable; without it the broker confirms the message and drops it, which
+    is right only for events that nobody may be listening to.
     """
     try:
         async with asyncio.timeout(timeout):
-            # mandatory: a message no queue takes (the queue was deleted) comes back as an
-            # error; without it the broker confirms the message and drops it.
             confirmation = await channel.basic_publish(
-                body, routing_key=routing_key, properties=properties, mandatory=True
+                body,
+                exchange=exchange,
+                routing_key=routing_key,
+                properties=properties,
+                mandatory=mandatory,
             )
     except TimeoutError:
         raise BrokerUnavailable("RabbitMQ did not confirm the publish in time") from None
     except aiormq.exceptions.PublishError:
         raise Unroutable(f"no queue took the message for {routing_key}") from None
+    except aiormq.exceptions.ChannelNotFoundEntity:
+        raise Unroutable(f"exchange {exchange!r} does not exist") from None
     except AMQP_ERRORS as exc:
         raise BrokerUnavailable(f"RabbitMQ publish failed: {type(exc).__name__}") from None
     if not isinstance(confirmation, spec.Basic.Ack):
@@ -84,6 +93,9 @@ class ChannelKeeper:
         connection = self.provider.connection
         if connection is None or connection.is_closed:
             raise BrokerUnavailable("RabbitMQ is not connected")
+        channel = self.channel
+        if channel is not None and not channel.is_closed and channel.connection is connection:
+            return channel  # the common case, once per publish: no lock to take
         async with self._lock:
             channel = self.channel
             if channel is None or channel.is_closed or channel.connection is not connection:

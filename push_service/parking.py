@@ -77,10 +77,13 @@ class Ladder:
         return arguments
 
 
-def service_topology(queue: str, queue_type: str, ladder: Ladder) -> Topology:
-    """Every queue the service declares: the main queue, its DLQ and the delay steps."""
+def service_topology(
+    queue: str, queue_type: str, ladder: Ladder, exchanges: dict[str, str] | None = None
+) -> Topology:
+    """Everything the service declares: the main queue, its DLQ, the delay steps, and
+    `exchanges` (the events exchange)."""
     base = Topology(queue, queue_type)
-    return Topology(queue, queue_type, ladder.queues(base))
+    return Topology(queue, queue_type, ladder.queues(base), dict(exchanges or {}))
 
 
 class Parking:

@@ -45,6 +45,8 @@ class Topology:
     queue_type: str = "classic"
     # Extra service-owned queues (the delay ladder) and their arguments.
     extra: dict[str, Arguments] = field(default_factory=dict)
+    # Service-owned exchanges (the events exchange) and their types; all durable.
+    exchanges: dict[str, str] = field(default_factory=dict)
 
     @property
     def dead_letter_queue(self) -> str:
@@ -59,7 +61,8 @@ class Topology:
 
 
 async def declare_topology(connection: AbstractConnection, topology: Topology) -> list[str]:
-    """Declare the DLQ, the extra queues and the main queue; returns warnings to log once.
+    """Declare the exchanges, the DLQ, the extra queues and the main queue; returns
+    warnings to log once.
 
     Uses channels of its own: a refused declaration closes the channel it was made on.
     """
@@ -68,7 +71,7 @@ async def declare_topology(connection: AbstractConnection, topology: Topology) -
         **topology.extra,
         topology.queue: topology.type_arguments(),
     }
-    warnings: list[str] = []
+    warnings = await declare_exchanges(connection, topology.exchanges)
     channel = await _open(connection)
     try:
         for name, arguments in queues.items():
@@ -76,6 +79,26 @@ async def declare_topology(connection: AbstractConnection, topology: Topology) -
                 await channel.queue_declare(name, durable=True, arguments=arguments)
             except aiormq.exceptions.ChannelPreconditionFailed as exc:
                 warnings.append(await _adopt_existing(connection, name, _reply_text(exc)))
+                channel = await _open(connection)
+    finally:
+        if not channel.is_closed:
+            await channel.close()
+    return warnings
+
+
+async def declare_exchanges(connection: AbstractConnection, exchanges: dict[str, str]) -> list[str]:
+    """Declare durable exchanges (name: type); returns warnings about ones that differ."""
+    warnings: list[str] = []
+    if not exchanges:
+        return warnings
+    channel = await _open(connection)
+    try:
+        for exchange, kind in exchanges.items():
+            try:
+                await channel.exchange_declare(exchange, exchange_type=kind, durable=True)
+            except aiormq.exceptions.ChannelPreconditionFailed as exc:
+                # Someone declared it otherwise: publishing to it still works; say so once.
+                warnings.append(f"exchange {exchange!r} exists differently: {_reply_text(exc)}")
                 channel = await _open(connection)
     finally:
         if not channel.is_closed:

@@ -7,6 +7,7 @@ merges them.
 from __future__ import annotations
 
 import ipaddress
+import re
 from typing import Any, Literal, cast
 
 from push_service.config.environment import Env
@@ -31,6 +32,7 @@ REMOVED = {
 # JSON or the W3C declarative push message (push_service.models.payload).
 PayloadFormat = Literal["classic", "declarative"]
 PAYLOAD_FORMATS: tuple[PayloadFormat, ...] = ("classic", "declarative")
+_EXCHANGE_NAME = re.compile(r"[A-Za-z0-9_.:-]{0,255}")
 
 
 def service_values(env: Env) -> dict[str, Any]:
@@ -57,6 +59,7 @@ def broker_values(env: Env) -> dict[str, Any]:
     if len(queue) > 200:
         raise ConfigError("RABBITMQ_QUEUE_NAME must be at most 200 characters")
     return {
+        "events_exchange": _exchange(env, "EVENTS_EXCHANGE", "push.events"),
         "rabbitmq_queue_name": queue,
         "rabbitmq_queue_type": env.choice("RABBITMQ_QUEUE_TYPE", "classic", ("classic", "quorum")),
         "consumer_prefetch": env.integer("CONSUMER_PREFETCH", 256, 1, 65535),
@@ -71,6 +74,16 @@ def broker_values(env: Env) -> dict[str, Any]:
         "user_service_timeout_seconds": env.number("USER_SERVICE_TIMEOUT_SECONDS", 5.0, 0.1),
         "user_service_max_seconds": env.number("USER_SERVICE_MAX_SECONDS", 30.0, 0.1),
     }
+
+
+def _exchange(env: Env, name: str, default: str) -> str:
+    """An AMQP exchange name; empty turns the feature off."""
+    value = env.text(name, default)
+    if not _EXCHANGE_NAME.fullmatch(value) or value.startswith("amq."):
+        raise ConfigError(
+            f"{name} must be empty or up to 255 letters, digits and -_.: (not amq.*), got {value!r}"
+        )
+    return value
 
 
 def push_values(env: Env) -> dict[str, Any]:

@@ -34,6 +34,7 @@ class Settings:
     consumer_prefetch: int = 256
     max_delivery_attempts: int = 5
     publish_timeout_seconds: float = 5.0
+    events_exchange: str = "push.events"  # durable topic exchange of events; "" turns them off
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_key_prefix: str = "push:"
     redis_sentinels: tuple[tuple[str, int], ...] = ()

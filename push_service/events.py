@@ -1,0 +1,82 @@
+"""Events for orchestrators: what happened to subscriptions and notifications.
+
+Each event is a persistent JSON message on one durable topic exchange
+(`EVENTS_EXCHANGE`, default `push.events`), routed by its name
+(`subscription.gone`, `notification.completed`, ...), so a consumer binds a queue
+of its own with the patterns it wants (`notification.*`, `#`). Every event carries
+`event`, `event_id` and `occurred_at`; an event a redelivery can repeat has an
+`event_id` derived from what it is about, so consumers can drop duplicates.
+
+Publishing waits for the broker's confirm. It is not `mandatory`: with no queue
+bound the broker drops the event, which is what an exchange nobody listens to means.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from push_service.broker import (
+    ChannelKeeper,
+    ConnectionProvider,
+    json_properties,
+    publish_confirmed,
+)
+from push_service.errors import Unroutable
+from push_service.status import utc_now
+from push_service.topology import declare_exchanges
+
+log = logging.getLogger(__name__)
+EXCHANGE_TYPE = "topic"
+
+
+class Events:
+    def __init__(self, provider: ConnectionProvider, exchange: str, timeout: float) -> None:
+        self.exchange = exchange
+        self.timeout = timeout
+        self.channels = ChannelKeeper(provider, timeout, confirms=True)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.exchange)
+
+    async def emit(
+        self, event: str, body: Mapping[str, Any], *, event_id: str | None = None
+    ) -> None:
+        """Publish one event; BrokerUnavailable if the broker does not confirm it in time."""
+        if not self.enabled:
+            return
+        event_id = event_id or uuid.uuid4().hex
+        document = {"event": event, "event_id": event_id, "occurred_at": utc_now(), **body}
+        body_bytes = orjson.dumps(document)
+        try:
+            await self._publish(event, event_id, body_bytes)
+        except Unroutable:
+            # The exchange was deleted under us: declare it again, then try once more.
+            connection = self.channels.provider.connection
+            if connection is None:
+                raise
+            log.warning("exchange %s is missing; declaring it again", self.exchange)
+            await declare_exchanges(connection, {self.exchange: EXCHANGE_TYPE})
+            await self._publish(event, event_id, body_bytes)
+
+    async def _publish(self, event: str, event_id: str, body: bytes) -> None:
+        properties = json_properties(event_id)
+        properties.message_type = event
+        channel = await self.channels.get()
+        await publish_confirmed(
+            channel,
+            event,
+            body,
+            timeout=self.timeout,
+            properties=properties,
+            exchange=self.exchange,
+            mandatory=False,
+        )
+
+    async def close(self) -> None:
+        await self.channels.close()

@@ -1,0 +1,106 @@
+"""Events on the real broker: the document, the routing key, a deleted exchange, off."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import aiormq
+import orjson
+import pytest
+
+from push_service.errors import BrokerUnavailable
+from push_service.events import Events
+from push_service.topology import declare_exchanges
+from tests.support import RABBITMQ_URL, unique
+
+
+@dataclass
+class Connected:
+    """A ConnectionProvider as the supervisor is one: a live connection, or None."""
+
+    connection: aiormq.abc.AbstractConnection | None
+
+
+@pytest.fixture
+async def connection() -> AsyncIterator[aiormq.abc.AbstractConnection]:
+    connection = await aiormq.connect(RABBITMQ_URL)
+    yield connection
+    await connection.close()
+
+
+async def bound_queue(connection: aiormq.abc.AbstractConnection, exchange: str, key: str) -> str:
+    channel = await connection.channel()
+    declared = await channel.queue_declare("", exclusive=True, auto_delete=True)
+    assert declared.queue is not None
+    await channel.queue_bind(declared.queue, exchange, routing_key=key)
+    return declared.queue
+
+
+async def take(
+    connection: aiormq.abc.AbstractConnection, queue: str
+) -> aiormq.abc.DeliveredMessage:
+    channel = await connection.channel()
+    async with asyncio.timeout(5):
+        while True:
+            message = await channel.basic_get(queue, no_ack=True)
+            if message.body:
+                return message
+            await asyncio.sleep(0.02)  # polling an empty queue, with a deadline
+
+
+async def test_an_event_is_a_persistent_json_document_routed_by_its_name(
+    connection: aiormq.abc.AbstractConnection,
+) -> None:
+    exchange = unique("test.events")
+    await declare_exchanges(connection, {exchange: "topic"})
+    queue = await bound_queue(connection, exchange, "subscription.*")
+    events = Events(Connected(connection), exchange, timeout=5)
+    try:
+        await events.emit("notification.completed", {"status": "sent"})  # not bound: dropped
+        await events.emit("subscription.gone", {"device": "d1"}, event_id="gone-d1")
+        message = await take(connection, queue)
+    finally:
+        await events.close()
+        channel = await connection.channel()
+        await channel.exchange_delete(exchange)
+
+    document = orjson.loads(message.body)
+    assert document["event"] == "subscription.gone" and document["device"] == "d1"
+    assert document["event_id"] == "gone-d1"
+    assert document["occurred_at"].endswith("Z")
+    properties = message.header.properties
+    assert properties.delivery_mode == 2
+    assert (properties.message_id, properties.message_type) == ("gone-d1", "subscription.gone")
+    assert message.delivery.routing_key == "subscription.gone"
+
+
+async def test_a_deleted_exchange_is_declared_again(
+    connection: aiormq.abc.AbstractConnection,
+) -> None:
+    exchange = unique("test.events")
+    events = Events(Connected(connection), exchange, timeout=5)
+    try:
+        await events.emit("notification.completed", {})  # never declared: declared now
+        channel = await connection.channel()
+        await channel.exchange_declare(exchange, passive=True)
+    finally:
+        await events.close()
+        channel = await connection.channel()
+        await channel.exchange_delete(exchange)
+
+
+async def test_disabled_events_publish_nothing_and_need_no_broker() -> None:
+    events = Events(Connected(None), "", timeout=1)
+
+    await events.emit("subscription.created", {"device": "d"})
+
+    assert not events.enabled
+
+
+async def test_without_a_broker_an_event_is_refused_not_lost_silently() -> None:
+    events = Events(Connected(None), "push.events", timeout=1)
+
+    with pytest.raises(BrokerUnavailable):
+        await events.emit("subscription.created", {})
