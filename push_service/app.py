@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import aiohttp
+from aiormq.abc import AbstractChannel
 from cryptography.hazmat.primitives.asymmetric import ec
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -32,17 +33,19 @@ from push_service.dead_letters import DeadLetters
 from push_service.delivery import Delivery
 from push_service.endpoints import EndpointPolicy, host_label
 from push_service.events import EXCHANGE_TYPE, Events
+from push_service.lifecycle import Completion, Subscribed, SubscribeRequest, Subscriptions
 from push_service.limits import BodyLimitMiddleware, ClientAddress, RateLimiter
 from push_service.metrics import LoopLagMonitor, Metrics
 from push_service.models import parse_notification
 from push_service.parking import Ladder, Parking, service_topology
 from push_service.pusher import Pusher
 from push_service.queue_depth import QueueDepthMonitor
-from push_service.registry import Registry
-from push_service.retry import PushRetryPolicy, RetryPolicy
+from push_service.registry import Registry, Subscription
+from push_service.reports import ReportOutbox, ReportQueues, ReportRelay, UserServiceClient
+from push_service.reports.report import Kind
+from push_service.retry import PushRetryPolicy
 from push_service.status import RedisUnavailable, StatusStore
 from push_service.supervisor import BrokerSupervisor
-from push_service.users import UserServiceClient
 from push_service.vapid import VapidSigner, normalise_subject
 from push_service.webpush import WebPushSender, make_session
 
@@ -73,9 +76,18 @@ class Runtime:
         )
         self.registry = Registry(self.redis, settings.redis_key_prefix)
         self.ladder = Ladder(settings.push_retry_ladder_seconds)
+        self.report_queues = ReportQueues(
+            settings.rabbitmq_queue_name,
+            settings.rabbitmq_queue_type,
+            Ladder(settings.user_service_report_retry_seconds),
+        )
         exchanges = {settings.events_exchange: EXCHANGE_TYPE} if settings.events_exchange else {}
         self.topology = service_topology(
-            settings.rabbitmq_queue_name, settings.rabbitmq_queue_type, self.ladder, exchanges
+            settings.rabbitmq_queue_name,
+            settings.rabbitmq_queue_type,
+            self.ladder,
+            exchanges,
+            self.report_queues.declarations(),
         )
         self.circuits = Circuits(self._circuit_policy(), self._circuit_changed)
         self.push_session: aiohttp.ClientSession | None = None
@@ -84,6 +96,8 @@ class Runtime:
         self.supervisor: BrokerSupervisor | None = None
         self.publisher: Publisher | None = None
         self.events: Events | None = None
+        self.outbox: ReportOutbox | None = None
+        self.subscriptions: Subscriptions | None = None
         self.queue_depth: QueueDepthMonitor | None = None
         self.loop_monitor = LoopLagMonitor(self.metrics)
         self._redis_error: str | None = None
@@ -92,20 +106,22 @@ class Runtime:
         s = self.settings
         self.push_session = make_session(self.policy, s.push_concurrency, s.push_timeout_seconds)
         self.user_session = aiohttp.ClientSession()
-        self.consumer = self._consumer()
         self.supervisor = BrokerSupervisor(
             s.rabbitmq_urls,
             topology=self.topology,
-            attach=self.consumer.attach,
-            drain=self.consumer.stop,
+            attach=self._attach,
+            drain=self._drain,
+            side=[self._relay()],
             metrics=self.metrics,
             # Which replica a connection belongs to, in RabbitMQ's connection list.
             name=f"push_service {socket.gethostname()} pid {os.getpid()}",
         )
-        self.publisher = Publisher(
-            self.supervisor, s.rabbitmq_queue_name, s.publish_timeout_seconds
-        )
-        self.events = Events(self.supervisor, s.events_exchange, s.publish_timeout_seconds)
+        timeout = s.publish_timeout_seconds
+        self.publisher = Publisher(self.supervisor, s.rabbitmq_queue_name, timeout)
+        self.events = Events(self.supervisor, s.events_exchange, timeout)
+        self.outbox = ReportOutbox(self.supervisor, self.report_queues, self.topology, timeout)
+        self.subscriptions = Subscriptions(self.registry, self.outbox.put, self.events.emit)
+        self.consumer = self._consumer()
         await self.loop_monitor.start()
         await self.primary_watch.start()
         await self.supervisor.start()
@@ -116,6 +132,38 @@ class Runtime:
             )  # fmt: skip
             await self.queue_depth.start()
         await self._redis_ok()  # a wrong REDIS_URL or password is logged at start-up
+
+    async def _attach(self, channel: AbstractChannel) -> None:
+        assert self.consumer is not None
+        await self.consumer.attach(channel)
+
+    async def _drain(self, grace: float) -> None:
+        if self.consumer is not None:
+            await self.consumer.stop(grace)
+
+    def _relay(self) -> ReportRelay:
+        s = self.settings
+        assert self.user_session is not None
+        paths: dict[Kind, str] = {
+            "deactivation": s.user_service_deactivate_path,
+            "registration": s.user_service_register_path,
+        }
+        client = UserServiceClient(
+            self.user_session, s.user_service_url, paths, timeout=s.user_service_timeout_seconds
+        )
+        return ReportRelay(
+            client,
+            self.report_queues,
+            self.topology,
+            self._note_deactivation,
+            self.metrics,
+            max_age=s.user_service_report_max_age_seconds,
+            concurrency=s.user_service_report_concurrency,
+            timeout=s.publish_timeout_seconds,
+        )
+
+    async def _note_deactivation(self, notification_id: str, device: str, outcome: str) -> None:
+        await self.store.note_deactivation(notification_id, device, outcome)
 
     def _consumer(self) -> Consumer:
         s = self.settings
@@ -146,19 +194,22 @@ class Runtime:
             max_message_bytes=s.max_message_bytes,
         )
         parking = Parking(self.ladder, self.topology, timeout, self.metrics)
-        return Consumer(limits, delivery, parking, dead_letters, self.policy, self.metrics)
+        assert self.events is not None
+        completion = Completion(self.store, self.events.emit)
+        return Consumer(
+            limits,
+            delivery,
+            parking,
+            dead_letters,
+            self.policy,
+            self.metrics,
+            completed=completion.completed if self.events.enabled else None,
+        )
 
     def _pusher(self) -> Pusher:
         s = self.settings
         assert self.push_session is not None
-        assert self.user_session is not None
-        users = UserServiceClient(
-            self.user_session,
-            s.user_service_url,
-            s.user_service_deactivate_path,
-            RetryPolicy(max_tries=5, max_seconds=s.user_service_max_seconds),
-            timeout=s.user_service_timeout_seconds,
-        )
+        assert self.subscriptions is not None
         retry = PushRetryPolicy(
             max_tries=s.push_retry_max_tries,
             in_process_seconds=s.push_retry_in_process_seconds,
@@ -166,7 +217,8 @@ class Runtime:
             max_delay=s.push_retry_max_delay_seconds,
         )
         sender = WebPushSender(self.push_session, self.signer, self.policy)
-        return Pusher(sender, self.circuits, users, self.metrics, retry, s.push_concurrency)
+        gone = self.subscriptions.gone
+        return Pusher(sender, self.circuits, gone, self.metrics, retry, s.push_concurrency)
 
     def _circuit_policy(self) -> CircuitPolicy:
         s = self.settings
@@ -190,8 +242,9 @@ class Runtime:
             await self.queue_depth.stop()
         if self.supervisor is not None:
             await self.supervisor.stop(self.settings.shutdown_grace_seconds)
-        if self.events is not None:
-            await self.events.close()
+        for keeper in (self.events, self.outbox):
+            if keeper is not None:
+                await keeper.close()
         for session in (self.push_session, self.user_session):
             if session is not None:
                 await session.close()
@@ -236,6 +289,14 @@ class Runtime:
         assert self.publisher is not None, "publish() before start()"
         await self.publisher.publish(body, message_id, headers)
 
+    async def subscribe(self, request: SubscribeRequest) -> Subscribed:
+        assert self.subscriptions is not None, "subscribe() before start()"
+        return await self.subscriptions.subscribe(request)
+
+    async def unsubscribe(self, endpoint: str, auth: str) -> Subscription | None:
+        assert self.subscriptions is not None, "unsubscribe() before start()"
+        return await self.subscriptions.unsubscribe(endpoint, auth)
+
 
 def create_app(settings: Settings, private_key: ec.EllipticCurvePrivateKey) -> Starlette:
     """The ASGI app; its lifespan starts and stops the runtime (consumer included)."""
@@ -267,6 +328,8 @@ def api_services(runtime: Runtime) -> ApiServices:
     return ApiServices(
         store=runtime.store,
         publish=runtime.publish,
+        subscribe=runtime.subscribe,
+        unsubscribe=runtime.unsubscribe,
         policy=runtime.policy,
         metrics=runtime.metrics,
         vapid_public_key=runtime.signer.public_key,

@@ -5,16 +5,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import logging
 from collections.abc import Mapping
 from typing import Protocol
 
 import aiormq
-from aiormq.abc import AbstractChannel, AbstractConnection
+from aiormq.abc import AbstractChannel, AbstractConnection, DeliveredMessage
 from pamqp import commands as spec
 from pamqp.common import FieldValue
 
 from push_service.errors import BrokerUnavailable, Unroutable
 
+log = logging.getLogger(__name__)
 AMQP_ERRORS = (aiormq.exceptions.AMQPError, ConnectionError, OSError, RuntimeError)
 # Set to false by the API on a welcome message whose user_id nobody vouched for (an
 # anonymous /subscribe): the consumer then never reports that user_id to the User Service.
@@ -135,4 +137,27 @@ class Publisher:
             body,
             timeout=self.timeout,
             properties=json_properties(message_id, headers),
+        )
+
+
+async def settle(message: DeliveredMessage, current: AbstractChannel | None, *, ack: bool) -> None:
+    """Ack (or requeue) a delivery on the channel it came from, if that is still `current`.
+
+    A delivery tag acked on another channel closes that channel; if the delivery's own
+    channel is gone, the broker redelivers the message instead (PITFALLS).
+    """
+    channel = message.channel
+    tag = getattr(message.delivery, "delivery_tag", None)
+    if tag is None or channel.is_closed or channel is not current:
+        log.debug("channel of delivery %s is gone; leaving it to redelivery", tag)
+        return
+    try:
+        # No need to wait for the socket: if the frame is lost, the broker redelivers.
+        if ack:
+            await channel.basic_ack(tag, wait=False)
+        else:
+            await channel.basic_nack(tag, requeue=True, wait=False)
+    except AMQP_ERRORS as exc:
+        log.info(
+            "could not %s delivery %s: %s", "ack" if ack else "requeue", tag, type(exc).__name__
         )

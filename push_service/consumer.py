@@ -16,11 +16,13 @@ import functools
 import hashlib
 import logging
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
 from aiormq.abc import AbstractChannel, DeliveredMessage
 
+from push_service import broker
 from push_service.broker import AMQP_ERRORS, USER_VERIFIED_HEADER
 from push_service.dead_letters import DeadLetters
 from push_service.deadline import publisher_time
@@ -30,7 +32,7 @@ from push_service.errors import BrokerUnavailable, ValidationError
 from push_service.metrics import Metrics
 from push_service.models import Notification, PayloadFormat, off_loop, parse_notification
 from push_service.parking import Parking, times_parked
-from push_service.status import RedisUnavailable
+from push_service.status import DeviceOutcome, RedisUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,11 @@ def user_verified(message: DeliveredMessage) -> bool:
     if isinstance(value, bytes):
         value = value.decode(errors="replace")
     return not (value is False or (isinstance(value, str) and value.strip().lower() == "false"))
+
+
+# (notification, status, final outcomes of this delivery, whether they are all its devices):
+# tells the world a notification is final (`notification.completed`), before the ack.
+Completed = Callable[[Notification, str, Sequence[DeviceOutcome], bool], Awaitable[None]]
 
 
 class Settle(Enum):
@@ -80,8 +87,10 @@ class Consumer:
         dead_letters: DeadLetters,
         policy: EndpointPolicy,
         metrics: Metrics,
+        completed: Completed | None = None,
     ) -> None:
         self.limits = limits
+        self.completed = completed
         self.delivery = delivery
         self.store = delivery.store
         self.parking = parking
@@ -156,20 +165,7 @@ class Consumer:
         await self._settle(message, settle)
 
     async def _settle(self, message: DeliveredMessage, settle: Settle) -> None:
-        channel = message.channel
-        tag = getattr(message.delivery, "delivery_tag", None)
-        if tag is None or channel.is_closed or channel is not self.channel:
-            # A stale tag would close the new channel; the broker redelivers instead.
-            log.debug("channel of delivery %s is gone; leaving it to redelivery", tag)
-            return
-        try:
-            # No need to wait for the socket: if the frame is lost, the broker redelivers.
-            if settle is Settle.ACK:
-                await channel.basic_ack(tag, wait=False)
-            else:
-                await channel.basic_nack(tag, requeue=True, wait=False)
-        except AMQP_ERRORS as exc:
-            log.info("could not %s delivery %s: %s", settle.value, tag, type(exc).__name__)
+        await broker.settle(message, self.channel, ack=settle is Settle.ACK)
 
     async def _process(self, message: DeliveredMessage) -> Settle:
         arrived = time.monotonic()
@@ -195,6 +191,8 @@ class Consumer:
             # Recorded as retrying already; parked (confirmed) before the ack releases it.
             whole = len(result.retries) == len(notification.devices)
             await self.parking.park(message, result.retries, whole=whole)
+        elif self.completed is not None and result.status != "processing":
+            await self.completed(notification, result.status, result.outcomes, result.whole)
         self._observed(notification, message, result, arrived)
         return Settle.ACK
 

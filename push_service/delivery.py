@@ -38,6 +38,8 @@ STORE_RETRY = RetryPolicy(max_tries=10_000, max_seconds=600.0, base_delay=0.05, 
 class DeliveryResult:
     status: str  # of the record: processing | sent | failed
     retries: Sequence[DeviceRetry] = ()  # recorded as retrying; to be parked
+    outcomes: Sequence[DeviceOutcome] = ()  # final outcomes this delivery recorded
+    whole: bool = False  # `outcomes` are every device of the notification
 
 
 def fingerprint(n: Notification) -> str:
@@ -59,6 +61,7 @@ class _OutcomeWriter:
     notification_id: str
     pending: list[DeviceOutcome | DeviceRetry] = field(default_factory=list)
     retries: list[DeviceRetry] = field(default_factory=list)
+    finals: list[DeviceOutcome] = field(default_factory=list)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     status: str | None = None
 
@@ -66,6 +69,8 @@ class _OutcomeWriter:
         self.pending.append(outcome)
         if isinstance(outcome, DeviceRetry):
             self.retries.append(outcome)
+        else:
+            self.finals.append(outcome)
         async with self.lock:
             if not self.pending:
                 return
@@ -134,7 +139,8 @@ class Delivery:
         if writer.status is None:
             # A redelivery of finished work: nothing new to write, just read the status back.
             writer.status = await self.stored(lambda: self.store.record(n.notification_id, []))
-        return DeliveryResult(writer.status, writer.retries)
+        whole = begun.new and len(writer.finals) == len(n.devices) + len(n.rejected)
+        return DeliveryResult(writer.status, writer.retries, writer.finals, whole)
 
     async def _begin(self, n: Notification, published: float | None) -> Begun:
         ttl = self.default_ttl if n.ttl is None else n.ttl

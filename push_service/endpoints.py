@@ -112,6 +112,17 @@ def format_origin(scheme: str, host: str, port: int | None) -> str:
     return f"{scheme}://{netloc}"
 
 
+def origin_of(url: str) -> str | None:
+    """The origin of an endpoint URL; None for one that has none (a refused device's)."""
+    try:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            return None
+        return format_origin(parts.scheme, parts.hostname, parts.port)
+    except ValueError:
+        return None
+
+
 def host_label(origin: str) -> str:
     """A push service as metrics name it: host, and port when not the default."""
     return origin.partition("://")[2]

@@ -229,6 +229,13 @@ class Metrics:
         self.parked = self._counter(
             "push_parked_messages_total", "Messages published to a delay queue"
         )
+        self.reports = self._counter(
+            "push_user_service_reports_total",
+            "Reports to the User Service by kind and result "
+            "(queued, ok, refused, retried, dead_lettered, skipped)",
+            "kind",
+            "result",
+        )
 
     def render(self) -> str:
         """The registry in the Prometheus text exposition format."""

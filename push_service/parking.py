@@ -78,12 +78,17 @@ class Ladder:
 
 
 def service_topology(
-    queue: str, queue_type: str, ladder: Ladder, exchanges: dict[str, str] | None = None
+    queue: str,
+    queue_type: str,
+    ladder: Ladder,
+    exchanges: dict[str, str] | None = None,
+    queues: dict[str, Arguments] | None = None,
 ) -> Topology:
-    """Everything the service declares: the main queue, its DLQ, the delay steps, and
-    `exchanges` (the events exchange)."""
+    """Everything the service declares: the main queue, its DLQ, the delay steps,
+    `exchanges` (the events exchange) and other `queues` (the reports')."""
     base = Topology(queue, queue_type)
-    return Topology(queue, queue_type, ladder.queues(base), dict(exchanges or {}))
+    extra = {**ladder.queues(base), **(queues or {})}
+    return Topology(queue, queue_type, extra, dict(exchanges or {}))
 
 
 class Parking:

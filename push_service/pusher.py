@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from push_service.circuits import Circuits
@@ -29,12 +30,14 @@ from push_service.metrics import Metrics
 from push_service.models import MAX_PLAINTEXT_BYTES, Device, Notification
 from push_service.retry import PushRetryPolicy
 from push_service.status import DeviceOutcome, DeviceRetry
-from push_service.users import UserServiceClient
 from push_service.webpush import PushOptions, WebPushSender
 
 log = logging.getLogger(__name__)
 
 Result = DeviceOutcome | DeviceRetry
+# A subscription a push service says is gone, handed on (reported, forgotten, announced);
+# returns the device's `deactivation` as the record reads it until the report is answered.
+ReportGone = Callable[[Notification, Device, PushError], Awaitable[str]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,14 +73,14 @@ class Pusher:
         self,
         sender: WebPushSender,
         circuits: Circuits,
-        users: UserServiceClient,
+        report_gone: ReportGone,
         metrics: Metrics,
         policy: PushRetryPolicy,
         concurrency: int,
     ) -> None:
         self.sender = sender
         self.circuits = circuits
-        self.users = users
+        self.report_gone = report_gone
         self.metrics = metrics
         self.policy = policy
         self._sends = asyncio.Semaphore(concurrency)
@@ -245,25 +248,13 @@ class Pusher:
             )
         return DeviceOutcome(device.key, device.endpoint, "sent", status, None, attempts)
 
-    async def _deactivate(self, n: Notification, device: Device, exc: PushError) -> str:
-        if n.user_verified:
-            outcome = await self.users.deactivate(
-                n.user_id, device.endpoint, exc.reason, exc.status_code
-            )
-        else:
-            # Anyone may claim any user_id at an anonymous /subscribe: reporting it would
-            # let them have a victim's subscriptions deactivated.
-            outcome = "skipped: unverified user_id"
-        self.metrics.invalidations.inc(result=outcome.split(":", 1)[0])
-        return outcome
-
     async def _failed(
         self, n: Notification, device: Device, exc: PushError, attempts: int
     ) -> DeviceOutcome:
         self.metrics.pushes.inc(outcome=exc.reason, host=host_label(device.origin))
         deactivation = None
         if isinstance(exc, SubscriptionGone):
-            deactivation = await self._deactivate(n, device, exc)
+            deactivation = await self.report_gone(n, device, exc)
         elif isinstance(exc, VapidRejected):
             log.error(
                 "push service %s rejected our VAPID credentials (%s): check VAPID keys "

@@ -17,6 +17,7 @@ import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol
 from urllib.parse import urlsplit
 
 import aiormq
@@ -32,6 +33,17 @@ log = logging.getLogger(__name__)
 
 Attach = Callable[[AbstractChannel], Awaitable[None]]
 Drain = Callable[[float], Awaitable[None]]
+
+
+class SideConsumer(Protocol):
+    """Another consumer on the same connection (the report relay), on a channel of its own
+    so its prefetch and its faults stay apart from the notification consumer's."""
+
+    async def attach(self, channel: AbstractChannel) -> None: ...
+
+    async def stop(self, grace: float) -> None: ...
+
+
 CONNECT_TIMEOUT = 10.0
 
 
@@ -44,6 +56,7 @@ class BrokerSupervisor:
         attach: Attach,
         drain: Drain,
         metrics: Metrics,
+        side: Sequence[SideConsumer] = (),
         name: str = "push_service",
         min_delay: float = 0.2,
         max_delay: float = 15.0,
@@ -57,6 +70,7 @@ class BrokerSupervisor:
         self.topology = topology
         self.attach = attach
         self.drain = drain
+        self.side = tuple(side)
         self.metrics = metrics
         self.min_delay = min_delay
         self.max_delay = max_delay
@@ -85,7 +99,7 @@ class BrokerSupervisor:
     async def stop(self, grace: float) -> None:
         """Stop consuming, drain in-flight work within `grace`, then close the connection."""
         self._stopping.set()
-        await self.drain(grace)
+        await asyncio.gather(self.drain(grace), *(c.stop(grace) for c in self.side))
         self._close.set()
         if self._task is not None:
             try:
@@ -146,11 +160,17 @@ class BrokerSupervisor:
                 cancelled = asyncio.Event()
                 channel.on_consumer_cancel_callbacks.add(lambda _frame: cancelled.set())
                 await self.attach(channel)
+                channels = [channel]
+                for consumer in self.side:
+                    side = await connection.channel(publisher_confirms=True)
+                    side.on_consumer_cancel_callbacks.add(lambda _frame: cancelled.set())
+                    channels.append(side)
+                    await consumer.attach(side)
             self.sessions += 1
             self.metrics.broker_sessions.inc(node=node_label(self.url))
             self._set_consuming(True)
             log.info("consuming %s from %s", self.topology.queue, redact_url(self.url))
-            await self._wait_for_end(connection, channel, cancelled)
+            await self._wait_for_end(connection, channels, cancelled)
         finally:
             self.connection = None
             self._set_consuming(False)
@@ -159,10 +179,13 @@ class BrokerSupervisor:
                     await connection.close()
 
     async def _wait_for_end(
-        self, connection: AbstractConnection, channel: AbstractChannel, cancelled: asyncio.Event
+        self,
+        connection: AbstractConnection,
+        channels: Sequence[AbstractChannel],
+        cancelled: asyncio.Event,
     ) -> None:
         # The closing futures belong to aiormq: wait on them, never cancel them.
-        closing = {connection.closing, channel.closing}
+        closing = {connection.closing, *(channel.closing for channel in channels)}
         wakers = {
             asyncio.create_task(cancelled.wait()),
             asyncio.create_task(self._close.wait()),

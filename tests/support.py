@@ -598,3 +598,18 @@ def rabbitmqctl(*args: str) -> str:
     )
     assert result.returncode == 0, f"rabbitmqctl {args}: {result.stderr}"
     return result.stdout
+
+
+class GoneLog:
+    """Stands in for the lifecycle's `gone` in pusher and delivery tests: records what the
+    pusher hands on. The durable path behind it is tested in test_lifecycle/test_relay."""
+
+    def __init__(self, outcome: str = "queued") -> None:
+        self.outcome = outcome
+        self.calls: list[tuple[str, str, str, int | None, bool]] = []
+
+    async def __call__(self, n: Any, device: Any, error: Any) -> str:
+        self.calls.append(
+            (n.user_id, device.endpoint, error.reason, error.status_code, n.user_verified)
+        )
+        return self.outcome

@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
 import orjson
 import pytest
 import redis.asyncio as redis
@@ -25,13 +24,12 @@ from push_service.endpoints import EndpointPolicy
 from push_service.metrics import Metrics
 from push_service.models import MAX_PLAINTEXT_BYTES, Notification, device_key, parse_notification
 from push_service.pusher import Pusher
-from push_service.retry import PushRetryPolicy, RetryPolicy
+from push_service.retry import PushRetryPolicy
 from push_service.status import DeviceOutcome, StatusStore
-from push_service.users import UserServiceClient
 from push_service.vapid import VapidSigner, generate_private_key
 from push_service.webpush import WebPushSender, make_session
 from tests.support import (
-    StubServer,
+    GoneLog,
     device_keys,
     serve_app,
     status_store,
@@ -40,8 +38,6 @@ from tests.support import (
 
 # The stubs listen on loopback: only an exactly listed host may be private.
 POLICY = EndpointPolicy(("127.0.0.1",), allow_http=True)
-DEACTIVATE_PATH = "/api/v1/push-subscriptions/deactivate"
-QUICK = RetryPolicy(max_tries=3, max_seconds=5.0, base_delay=0.01, max_delay=0.05)
 QUICK_PUSH = PushRetryPolicy(max_tries=3, in_process_seconds=5.0, base_delay=0.01, max_delay=0.05)
 
 
@@ -102,6 +98,7 @@ class Rig:
     delivery: Delivery
     store: StatusStore
     metrics: Metrics
+    gone: GoneLog
 
     async def deliver(self, n: Notification) -> str:
         return (await self.delivery.deliver(n)).status
@@ -119,22 +116,21 @@ class Rig:
 
 
 @pytest.fixture
-async def rig(store: StatusStore, user_service: StubServer) -> AsyncIterator[Rig]:
+async def rig(store: StatusStore) -> AsyncIterator[Rig]:
     """A Delivery wired as the Runtime wires it, with quick retries."""
     metrics = Metrics()
     signer = VapidSigner(generate_private_key(), "mailto:ops@example.com")
     async with (
         make_session(POLICY, 64, 5.0) as push_session,
-        aiohttp.ClientSession() as user_session,
     ):
-        users = UserServiceClient(user_session, user_service.base_url, DEACTIVATE_PATH, QUICK)
         sender = WebPushSender(push_session, signer, POLICY)
         circuits = Circuits(CircuitPolicy())
-        pusher = Pusher(sender, circuits, users, metrics, QUICK_PUSH, 64)
+        gone = GoneLog()
+        pusher = Pusher(sender, circuits, gone, metrics, QUICK_PUSH, 64)
         delivery = Delivery(
             pusher, store, metrics, default_ttl=3600, retry_window=86400, concurrency=64
         )
-        yield Rig(delivery, store, metrics)
+        yield Rig(delivery, store, metrics, gone)
 
 
 def notification(
@@ -161,7 +157,7 @@ def notification(
 
 
 async def test_mixed_answers_record_each_device_and_report_the_gone_one(
-    rig: Rig, pushes: PathPushService, user_service: StubServer
+    rig: Rig, pushes: PathPushService
 ) -> None:
     ok = pushes.answer("ok", 201)
     gone = pushes.answer("gone", 410)
@@ -188,7 +184,7 @@ async def test_mixed_answers_record_each_device_and_report_the_gone_one(
         "subscription_gone",
     )
     assert failed["attempts"] == 1  # a 410 is not retried
-    assert failed["deactivation"] == "ok"
+    assert failed["deactivation"] == "queued"
     assert pushes.hits == {"/push/ok": 1, "/push/gone": 1}
     for request in pushes.requests:
         assert request["headers"]["Content-Encoding"] == "aes128gcm"
@@ -196,20 +192,11 @@ async def test_mixed_answers_record_each_device_and_report_the_gone_one(
         assert 3590 <= int(request["headers"]["TTL"]) <= 3600
         assert request["headers"]["Authorization"].startswith("vapid t=")
 
-    assert len(user_service.requests) == 1
-    request = user_service.requests[0]
-    assert request["path"] == DEACTIVATE_PATH
-    assert request["json"] == {
-        "user_id": "user-1",
-        "endpoint": gone,
-        "reason": "subscription_gone",
-        "status_code": 410,
-    }
-    assert rig.metrics.invalidations.value(result="ok") == 1
+    assert rig.gone.calls == [("user-1", gone, "subscription_gone", 410, True)]
 
 
 async def test_delivering_twice_pushes_each_device_once(
-    rig: Rig, pushes: PathPushService, user_service: StubServer
+    rig: Rig, pushes: PathPushService
 ) -> None:
     endpoints = [pushes.endpoint("a"), pushes.endpoint("b"), pushes.answer("c", 404)]
     n = notification(endpoints)
@@ -220,7 +207,7 @@ async def test_delivering_twice_pushes_each_device_once(
 
     assert first == second == "sent"
     assert pushes.hits == {"/push/a": 1, "/push/b": 1, "/push/c": 1}
-    assert len(user_service.requests) == 1  # the gone device is not reported again
+    assert len(rig.gone.calls) == 1  # the gone device is not reported again
     after = await rig.record(n.notification_id)
     assert (after["sent"], after["failed"]) == (2, 1)
     assert after["devices"] == before["devices"]  # first outcomes kept, nothing rewritten
@@ -310,7 +297,7 @@ async def test_payload_limit_boundary(
 
 
 async def test_a_refused_endpoint_is_recorded_and_the_other_device_pushed(
-    rig: Rig, pushes: PathPushService, user_service: StubServer
+    rig: Rig, pushes: PathPushService
 ) -> None:
     allowed = pushes.endpoint("fine")
     refused = "http://169.254.169.254/latest/meta-data"  # not listed, not public
@@ -330,12 +317,12 @@ async def test_a_refused_endpoint_is_recorded_and_the_other_device_pushed(
     )
     assert device["http_status"] is None
     assert device["detail"]
-    assert user_service.requests == []
+    assert rig.gone.calls == []
 
 
 @pytest.mark.parametrize("status", [401, 403])
 async def test_vapid_rejection_fails_without_deactivation(
-    rig: Rig, pushes: PathPushService, user_service: StubServer, status: int
+    rig: Rig, pushes: PathPushService, status: int
 ) -> None:
     endpoint = pushes.answer("auth", status)
     n = notification([endpoint])
@@ -350,7 +337,7 @@ async def test_vapid_rejection_fails_without_deactivation(
     )
     assert device["attempts"] == 1
     assert device["deactivation"] is None
-    assert user_service.requests == []
+    assert rig.gone.calls == []
     assert pushes.hits == {"/push/auth": 1}
 
 

@@ -16,7 +16,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 import orjson
 import pytest
 
@@ -27,16 +26,14 @@ from push_service.errors import PushServiceUnavailable
 from push_service.metrics import Metrics
 from push_service.models import MAX_PLAINTEXT_BYTES, Device, Notification, parse_notification
 from push_service.pusher import PushContext, Pusher
-from push_service.retry import PushRetryPolicy, RetryPolicy
+from push_service.retry import PushRetryPolicy
 from push_service.status import DeviceOutcome, DeviceRetry
-from push_service.users import UserServiceClient
 from push_service.vapid import VapidSigner, generate_private_key
 from push_service.webpush import WebPushSender, make_session
 from tests.push_fakes import Answer, PushService, Seen, push_service
-from tests.support import StubServer, device_keys, unique, wait_until
+from tests.support import GoneLog, device_keys, unique, wait_until
 
 POLICY = EndpointPolicy(("127.0.0.1",), allow_http=True)
-DEACTIVATE_PATH = "/api/v1/push-subscriptions/deactivate"
 QUICK = PushRetryPolicy(max_tries=10, in_process_seconds=5.0, base_delay=0.01, max_delay=0.05)
 # Opens on nothing a test does not mean to; stalls only after a minute.
 PATIENT = CircuitPolicy(failures=100, stall_seconds=60, open_seconds=30)
@@ -65,6 +62,7 @@ class Rig:
     circuits: Circuits
     metrics: Metrics
     changes: list[tuple[str, State]]
+    gone: GoneLog
 
     async def push(
         self,
@@ -84,14 +82,10 @@ MakeRig = Callable[..., Awaitable[Rig]]
 
 
 @pytest.fixture
-async def make_rig(user_service: StubServer) -> AsyncIterator[MakeRig]:
+async def make_rig() -> AsyncIterator[MakeRig]:
     """Pushers wired as the Runtime wires them; each with its own circuits and metrics."""
     async with contextlib.AsyncExitStack() as stack:
-        user_session = await stack.enter_async_context(aiohttp.ClientSession())
-        users_policy = RetryPolicy(max_tries=3, max_seconds=5.0, base_delay=0.01, max_delay=0.05)
-        users = UserServiceClient(
-            user_session, user_service.base_url, DEACTIVATE_PATH, users_policy
-        )
+        gone = GoneLog()
         signer = VapidSigner(generate_private_key(), "mailto:ops@example.com")
 
         async def make(
@@ -105,8 +99,8 @@ async def make_rig(user_service: StubServer) -> AsyncIterator[MakeRig]:
             circuits = Circuits(circuit, lambda c: changes.append((c.origin, c.state)))
             metrics = Metrics()
             sender = WebPushSender(session, signer, POLICY)
-            pusher = Pusher(sender, circuits, users, metrics, retry, concurrency)
-            return Rig(pusher, circuits, metrics, changes)
+            pusher = Pusher(sender, circuits, gone, metrics, retry, concurrency)
+            return Rig(pusher, circuits, metrics, changes, gone)
 
         yield make
 
@@ -539,7 +533,7 @@ async def test_a_payload_too_large_fails_without_a_request(
 
 @pytest.mark.parametrize("status", [404, 410])
 async def test_a_gone_subscription_is_reported_to_the_user_service(
-    make_rig: MakeRig, pushes: PushService, user_service: StubServer, status: int
+    make_rig: MakeRig, pushes: PushService, status: int
 ) -> None:
     rig = await make_rig()
     endpoint = scripted(pushes, status)
@@ -552,20 +546,12 @@ async def test_a_gone_subscription_is_reported_to_the_user_service(
         "subscription_gone",
         status,
     )
-    assert (outcome.attempts, outcome.deactivation) == (1, "ok")
-    [told] = user_service.requests
-    assert told["path"] == DEACTIVATE_PATH
-    assert told["json"] == {
-        "user_id": "user-1",
-        "endpoint": endpoint,
-        "reason": "subscription_gone",
-        "status_code": status,
-    }
-    assert rig.metrics.invalidations.value(result="ok") == 1
+    assert (outcome.attempts, outcome.deactivation) == (1, "queued")
+    assert rig.gone.calls == [("user-1", endpoint, "subscription_gone", status, True)]
 
 
 async def test_vapid_rejection_fails_without_telling_the_user_service(
-    make_rig: MakeRig, pushes: PushService, user_service: StubServer
+    make_rig: MakeRig, pushes: PushService
 ) -> None:
     rig = await make_rig()
 
@@ -573,4 +559,4 @@ async def test_vapid_rejection_fails_without_telling_the_user_service(
 
     assert isinstance(outcome, DeviceOutcome)
     assert (outcome.reason, outcome.deactivation) == ("vapid_rejected", None)
-    assert user_service.requests == []
+    assert rig.gone.calls == []

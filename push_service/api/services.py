@@ -9,9 +9,11 @@ from typing import Any
 from push_service.api.auth import PeerAuth
 from push_service.api.identity import SubscriberVerifier
 from push_service.endpoints import EndpointPolicy
+from push_service.lifecycle import Subscribed, SubscribeRequest
 from push_service.limits import ClientAddress, RateLimiter
 from push_service.metrics import Metrics
 from push_service.models import Notification
+from push_service.registry import Subscription
 from push_service.status import StatusStore
 
 # publish(body, message_id, headers): confirmed by the broker, or BrokerUnavailable.
@@ -22,6 +24,10 @@ Publish = Callable[[bytes, str, Mapping[str, str | int | bool]], Awaitable[None]
 class ApiServices:
     store: StatusStore
     publish: Publish
+    # Register, re-sync or replace a subscription (reported and announced durably first).
+    subscribe: Callable[[SubscribeRequest], Awaitable[Subscribed]]
+    # (endpoint, auth secret): the removed subscription, or None if unknown or not proven.
+    unsubscribe: Callable[[str, str], Awaitable[Subscription | None]]
     policy: EndpointPolicy
     metrics: Metrics
     vapid_public_key: str

@@ -1,8 +1,14 @@
-"""`POST /subscribe`: a browser's PushSubscription in, a welcome notification queued.
+"""`/subscribe`: a browser's PushSubscription registered, re-synced, replaced or removed.
+
+`POST` registers it (`lifecycle.Subscriptions`) and queues a welcome notification for
+a new one only: a page that re-sends its subscription on every load, or a worker that
+replaces one on `pushsubscriptionchange`, gets 200 and no second welcome. `DELETE`
+removes it, proven by the subscription's own auth secret (no cookies needed).
 
 The caller's identity is checked when it can be (a bearer JWT, see `identity`);
 a `user_id` that is only claimed in the body travels with the AMQP header
-`x-push-user-verified: false`, so the service never reports it to the User Service.
+`x-push-user-verified: false`, is never kept in the registry and never reported to
+the User Service.
 """
 
 from __future__ import annotations
@@ -27,14 +33,18 @@ from push_service.errors import (
     EndpointNotAllowed,
     ValidationError,
 )
-from push_service.models import Device, parse_subscription
+from push_service.lifecycle import Subscribed, SubscribeRequest
+from push_service.models import Device, SubscribeForm, parse_subscribe, parse_unsubscribe
+from push_service.status import RedisUnavailable
 
 log = logging.getLogger(__name__)
 
 # /subscribe's DNS check is advisory (the connect-time resolver is the guard): never
 # let a slow resolver hold the request.
 RESOLVE_TIMEOUT_SECONDS = 2.0
-ACCEPTED = {"status": "ok", "message": "Subscription received and queued."}
+ACCEPTED = "Subscription received and queued."
+# Welcome notification ids: a UUID derived from the subscription (uuid5 in this namespace).
+WELCOME_IDS = uuid.UUID("6f1f3c1e-8a51-4d0f-9d43-0b6c1f5e2a77")
 
 
 def json_content_type(request: Request) -> bool:
@@ -69,7 +79,10 @@ class SubscribeRoute:
         self.s = services
 
     def routes(self) -> list[Route]:
-        return [Route("/subscribe", self.subscribe, methods=["POST"])]
+        return [
+            Route("/subscribe", self.subscribe, methods=["POST"]),
+            Route("/subscribe", self.unsubscribe, methods=["DELETE"]),
+        ]
 
     async def subscribe(self, request: Request) -> Response:
         refusal = self._refuse(request)
@@ -77,25 +90,47 @@ class SubscribeRoute:
             return refusal
         try:
             verified = self.s.subscribers.verify(bearer_token(request.headers.get("authorization")))
-            device, claimed = await self._validated(await request.body())
-            identity = self.s.subscribers.identity(verified, claimed)
+            form = await self._validated(await request.body())
+            identity = self.s.subscribers.identity(verified, form.user_id)
         except AuthenticationFailed as exc:
             return auth_failure(exc)
         except ValidationError as exc:
-            return error(400 if exc.code == "invalid_json" else 422, exc.code, exc.detail)
+            return invalid(exc)
         except EndpointNotAllowed as exc:
             return error(422, "endpoint_not_allowed", exc.detail)
-        notification_id = str(uuid.uuid4())
-        headers = (
-            {} if identity.verified or identity.user_id is None else {USER_VERIFIED_HEADER: False}
-        )
         try:
-            body = self._welcome(request, notification_id, identity, device)
-            await self.s.publish(body, notification_id, headers)
+            subscribed = await self.s.subscribe(_request(form, identity))
+            notification_id = None
+            if subscribed.welcome:
+                notification_id = await self._welcome(request, identity, form.device)
         except BrokerUnavailable as exc:
-            log.warning("subscribe: could not queue the welcome notification: %s", exc)
+            log.warning("subscribe: could not queue what the subscription needs: %s", exc)
             return broker_unavailable()
-        return json_response({**ACCEPTED, "notification_id": notification_id}, 202)
+        except RedisUnavailable as exc:
+            log.warning("subscribe: the registry is unavailable: %s", exc)
+            return registry_unavailable()
+        return json_response(_answer(subscribed, notification_id), 202 if notification_id else 200)
+
+    async def unsubscribe(self, request: Request) -> Response:
+        refusal = self._refuse(request)
+        if refusal is not None:
+            return refusal
+        try:
+            endpoint, auth = parse_unsubscribe(await request.body())
+            removed = await self.s.unsubscribe(endpoint, auth)
+        except ValidationError as exc:
+            return invalid(exc)
+        except BrokerUnavailable as exc:
+            log.warning("unsubscribe: could not queue the report: %s", exc)
+            return broker_unavailable()
+        except RedisUnavailable as exc:
+            log.warning("unsubscribe: the registry is unavailable: %s", exc)
+            return registry_unavailable()
+        if removed is None:
+            # An unknown endpoint and a wrong secret look alike: nothing to learn by probing.
+            return error(404, "not_found", "no such subscription")
+        body = {"status": "ok", "message": "Subscription removed.", "device": removed.device}
+        return json_response(body, 200)
 
     def _refuse(self, request: Request) -> Response | None:
         """The rate limit and the content type, checked before the body is read."""
@@ -104,28 +139,29 @@ class SubscribeRoute:
             return error(
                 429,
                 "rate_limited",
-                "too many subscriptions from this address",
+                "too many subscription requests from this address",
                 {"Retry-After": str(retry_after)},
             )
         return None if json_content_type(request) else unsupported_media_type()
 
-    async def _validated(self, body: bytes) -> tuple[Device, str | None]:
+    async def _validated(self, body: bytes) -> SubscribeForm:
         """Parse the subscription (body size is bounded by BodyLimitMiddleware) and vet DNS."""
-        device, user_id = parse_subscription(body, self.s.policy)
+        form = parse_subscribe(body, self.s.policy)
         try:
             async with asyncio.timeout(RESOLVE_TIMEOUT_SECONDS):
-                await self.s.policy.check_resolved(device.host)
+                await self.s.policy.check_resolved(form.device.host)
         except TimeoutError:
-            log.info("subscribe: DNS check of %s timed out; left to send time", device.host)
-        return device, user_id
+            log.info("subscribe: DNS check of %s timed out; left to send time", form.device.host)
+        return form
 
-    def _welcome(
-        self, request: Request, notification_id: str, identity: Identity, device: Device
-    ) -> bytes:
+    async def _welcome(self, request: Request, identity: Identity, device: Device) -> str:
+        """Queue the welcome push (confirmed); its id is derived from the subscription, so
+        a browser that retries after a failed answer gets one welcome, not two."""
+        notification_id = str(uuid.uuid5(WELCOME_IDS, f"{device.endpoint}\0{device.auth_b64}"))
         action_url = self.s.welcome["action_url"]
         if action_url.startswith("/"):
             action_url = str(request.base_url).rstrip("/") + action_url
-        return orjson.dumps(
+        body = orjson.dumps(
             {
                 "notification_id": notification_id,
                 "user_id": identity.user_id,
@@ -137,3 +173,49 @@ class SubscribeRoute:
                 "tag": "welcome",
             }
         )
+        headers = (
+            {} if identity.verified or identity.user_id is None else {USER_VERIFIED_HEADER: False}
+        )
+        await self.s.publish(body, notification_id, headers)
+        return notification_id
+
+
+def invalid(exc: ValidationError) -> Response:
+    return error(400 if exc.code == "invalid_json" else 422, exc.code, exc.detail)
+
+
+def registry_unavailable() -> Response:
+    return error(
+        503,
+        "registry_unavailable",
+        "the subscription registry is unavailable; try again shortly",
+        {"Retry-After": "5"},
+    )
+
+
+def _request(form: SubscribeForm, identity: Identity) -> SubscribeRequest:
+    return SubscribeRequest(
+        form.device,
+        identity.user_id if identity.verified else None,
+        expiration_time=form.expiration_time,
+        topics=form.topics,
+        old_endpoint=form.old_endpoint,
+        old_auth=form.old_auth,
+    )
+
+
+def _answer(subscribed: Subscribed, notification_id: str | None) -> dict[str, object]:
+    if notification_id is not None:
+        message = ACCEPTED
+    elif subscribed.replaced is not None:
+        message = "Subscription replaced; nothing queued."
+    else:
+        message = "Subscription already registered; nothing queued."
+    return {
+        "status": "ok",
+        "message": message,
+        "notification_id": notification_id,
+        "device": subscribed.subscription.device,
+        "created": subscribed.created,
+        "replaced": subscribed.replaced,
+    }

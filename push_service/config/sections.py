@@ -23,10 +23,16 @@ DEFAULT_ALLOWLIST = (
 URGENCIES = ("very-low", "low", "normal", "high")
 # Delay queues of parked retries, in seconds: each step about three times the last.
 DEFAULT_LADDER = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0)
+# Delays between tries of one report to the User Service: the n-th retry waits the n-th
+# step (the last one repeats). A User Service back after a deploy hears within seconds;
+# one down for a day costs each report a few hundred tries, not thousands.
+DEFAULT_REPORT_LADDER = (1.0, 5.0, 30.0, 120.0, 300.0)
 REMOVED = {
     "PUSH_RETRY_MAX_SECONDS": "retries are bounded by the notification's deadline "
     "(PUSH_RETRY_WINDOW_SECONDS) and PUSH_RETRY_MAX_TRIES",
     "PUSH_RETRY_AFTER_CAP_SECONDS": "Retry-After is honoured up to the notification's deadline",
+    "USER_SERVICE_MAX_SECONDS": "reports to the User Service are durable and retried for "
+    "USER_SERVICE_REPORT_MAX_AGE_SECONDS",
 }
 # What the browser decrypts for messages that do not say (`payload_format`): the classic
 # JSON or the W3C declarative push message (push_service.models.payload).
@@ -72,7 +78,18 @@ def broker_values(env: Env) -> dict[str, Any]:
             "USER_SERVICE_DEACTIVATE_PATH", "/api/v1/push-subscriptions/deactivate"
         ),
         "user_service_timeout_seconds": env.number("USER_SERVICE_TIMEOUT_SECONDS", 5.0, 0.1),
-        "user_service_max_seconds": env.number("USER_SERVICE_MAX_SECONDS", 30.0, 0.1),
+        "user_service_register_path": env.text(
+            "USER_SERVICE_REGISTER_PATH", "/api/v1/push-subscriptions"
+        ),
+        "user_service_report_max_age_seconds": env.number(
+            "USER_SERVICE_REPORT_MAX_AGE_SECONDS", 86400.0, 1.0
+        ),
+        "user_service_report_retry_seconds": _ladder(
+            env, "USER_SERVICE_REPORT_RETRY_SECONDS", DEFAULT_REPORT_LADDER
+        ),
+        "user_service_report_concurrency": env.integer(
+            "USER_SERVICE_REPORT_CONCURRENCY", 16, 1, 1000
+        ),
     }
 
 
@@ -105,7 +122,7 @@ def retry_values(env: Env) -> dict[str, Any]:
         "push_retry_base_delay_seconds": env.number("PUSH_RETRY_BASE_DELAY_SECONDS", 0.5, 0.001),
         "push_retry_max_delay_seconds": env.number("PUSH_RETRY_MAX_DELAY_SECONDS", 600.0, 0.001),
         "push_retry_window_seconds": env.number("PUSH_RETRY_WINDOW_SECONDS", 24 * 3600.0, 1.0),
-        "push_retry_ladder_seconds": _ladder(env, "PUSH_RETRY_LADDER_SECONDS"),
+        "push_retry_ladder_seconds": _ladder(env, "PUSH_RETRY_LADDER_SECONDS", DEFAULT_LADDER),
         "push_origin_concurrency": env.integer("PUSH_ORIGIN_CONCURRENCY", 64, 1, 100_000),
         "push_circuit_failures": env.integer("PUSH_CIRCUIT_FAILURES", 5, 1, 1000),
         "push_circuit_stall_seconds": env.number("PUSH_CIRCUIT_STALL_SECONDS", 5.0, 0.05),
@@ -114,11 +131,11 @@ def retry_values(env: Env) -> dict[str, Any]:
     }
 
 
-def _ladder(env: Env, name: str) -> tuple[float, ...]:
+def _ladder(env: Env, name: str, default: tuple[float, ...]) -> tuple[float, ...]:
     """Delay steps in seconds: 10 ms to 24 days (RabbitMQ's message TTL is 32-bit ms)."""
     raw = env.items(name, ())
     if not raw:
-        return DEFAULT_LADDER
+        return default
     try:
         steps = sorted({float(item) for item in raw})
     except ValueError:

@@ -15,7 +15,12 @@ from pathlib import Path
 from push_service.config import access, sections
 from push_service.config.access import DEFAULT_RABBITMQ_URL
 from push_service.config.environment import Env, read_env_file, redact_url
-from push_service.config.sections import DEFAULT_ALLOWLIST, DEFAULT_LADDER, PayloadFormat
+from push_service.config.sections import (
+    DEFAULT_ALLOWLIST,
+    DEFAULT_LADDER,
+    DEFAULT_REPORT_LADDER,
+    PayloadFormat,
+)
 
 _SECRET_FIELDS = {"vapid_private_key", "api_tokens", "subscribe_jwt_secret"}
 _URL_FIELDS = {"rabbitmq_urls", "redis_url", "user_service_url"}
@@ -45,7 +50,10 @@ class Settings:
     user_service_url: str = ""
     user_service_deactivate_path: str = "/api/v1/push-subscriptions/deactivate"
     user_service_timeout_seconds: float = 5.0
-    user_service_max_seconds: float = 30.0
+    user_service_register_path: str = "/api/v1/push-subscriptions"
+    user_service_report_max_age_seconds: float = 86400.0
+    user_service_report_retry_seconds: tuple[float, ...] = DEFAULT_REPORT_LADDER
+    user_service_report_concurrency: int = 16
     vapid_public_key: str = ""
     vapid_private_key: str = ""
     vapid_email: str = ""

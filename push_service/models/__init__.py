@@ -19,9 +19,12 @@ from push_service.models.bodies import off_loop, without_bom
 from push_service.models.device import (
     Device,
     RejectedDevice,
+    SubscribeForm,
     device_key,
     parse_device,
+    parse_subscribe,
     parse_subscription,
+    parse_unsubscribe,
 )
 from push_service.models.message import Notification, parse_notification, peek_notification_id
 from push_service.models.payload import DECLARATIVE_PUSH
@@ -46,12 +49,15 @@ __all__ = [
     "Notification",
     "PayloadFormat",
     "RejectedDevice",
+    "SubscribeForm",
     "device_key",
     "notification_json_schema",
     "off_loop",
     "parse_device",
     "parse_notification",
+    "parse_subscribe",
     "parse_subscription",
+    "parse_unsubscribe",
     "peek_notification_id",
     "without_bom",
 ]

@@ -131,8 +131,38 @@ def endpoint_of(raw: msgspec.Raw) -> str | None:
     return endpoint if isinstance(endpoint, str) and endpoint else None
 
 
+class SubscribeForm(msgspec.Struct, frozen=True):
+    """A `POST /subscribe` body, validated."""
+
+    device: Device
+    user_id: str | None  # as claimed; an integer becomes its digits
+    expiration_time: float | None = None
+    topics: tuple[str, ...] | None = None  # None: keep the registered ones
+    old_endpoint: str | None = None
+    old_auth: str | None = None
+
+
+def parse_subscribe(body: bytes, policy: EndpointPolicy) -> SubscribeForm:
+    """A `POST /subscribe` body; raises ValidationError."""
+    form = decode(body, wire.SUBSCRIBE, messages.SUBSCRIBE, messages.NOT_AN_OBJECT)
+    expires = form.expiration_time
+    return SubscribeForm(
+        device_from(form, policy),
+        None if form.user_id is None else str(form.user_id),
+        None if expires is None else float(expires),
+        None if form.topics is None else tuple(dict.fromkeys(form.topics)),
+        form.old_endpoint or None,
+        form.old_keys.auth if form.old_keys is not None else None,
+    )
+
+
 def parse_subscription(body: bytes, policy: EndpointPolicy) -> tuple[Device, str | None]:
     """A `POST /subscribe` body: the device, and the user id (an integer becomes its digits)."""
-    subscription = decode(body, wire.SUBSCRIBE, messages.SUBSCRIBE, messages.NOT_AN_OBJECT)
-    user_id = subscription.user_id
-    return device_from(subscription, policy), None if user_id is None else str(user_id)
+    form = parse_subscribe(body, policy)
+    return form.device, form.user_id
+
+
+def parse_unsubscribe(body: bytes) -> tuple[str, str]:
+    """A `DELETE /subscribe` body: the endpoint and its auth secret; raises ValidationError."""
+    form = decode(body, wire.UNSUBSCRIBE, messages.UNSUBSCRIBE, messages.NOT_AN_OBJECT)
+    return form.endpoint, form.keys.auth

@@ -14,6 +14,7 @@ from push_service.models.rules import (
     MAX_BODY,
     MAX_TAG,
     MAX_TITLE,
+    MAX_TOPICS,
     MAX_TTL_SECONDS,
     MAX_URL,
     MAX_USER_ID,
@@ -79,6 +80,29 @@ SUBSCRIBE = {
         "invalid_subscription", "expirationTime must be null or a number"
     ),
     "user_id": USER_ID,
+    "old_endpoint": FieldErrors(
+        "invalid_field",
+        "old_endpoint must be the URL of the replaced subscription",
+        length=("invalid_field", f"old_endpoint must be a URL of at most {MAX_URL} characters"),
+    ),
+    "old_keys": FieldErrors("invalid_field", "old_keys must be an object with auth"),
+    "old_keys.auth": _required(
+        FieldErrors("invalid_field", "old_keys.auth must be a base64url string")
+    ),
+    "topics": FieldErrors(
+        "invalid_topics",
+        "topics must be a list of names of 1 to 64 letters, digits and _.:-",
+        length=("invalid_topics", f"at most {MAX_TOPICS} topics"),
+        pattern=("invalid_topics", "each topic must be 1 to 64 letters, digits and _.:-"),
+    ),
+}
+
+UNSUBSCRIBE = {
+    "endpoint": _required(
+        FieldErrors("invalid_endpoint", "endpoint must be the subscription's URL")
+    ),
+    "keys": _required(FieldErrors("invalid_keys", "keys must be an object with auth")),
+    "keys.auth": _required(FieldErrors("invalid_keys", "keys.auth must be a base64url string")),
 }
 
 _ACTIONS = (

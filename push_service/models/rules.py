@@ -37,6 +37,9 @@ _END = r"(?![\s\S])"
 ID_REGEX: Final = r"^[A-Za-z0-9][A-Za-z0-9._:@/+=-]{0,127}" + _END
 ID_PATTERN: Final = re.compile(ID_REGEX)
 TOPIC_REGEX: Final = r"^[A-Za-z0-9_-]{1,32}" + _END
+# A subscription's topics (an audience to send to), not the Topic header above.
+TOPIC_NAME_REGEX: Final = r"^[A-Za-z0-9_.:-]{1,64}" + _END
+MAX_TOPICS: Final = 100
 # No control characters anywhere: browsers drop tabs and newlines inside a URL, so
 # "java\tscript:" would become a script URL after this check.
 _NO_CONTROLS = r"(?![\s\S]*[\x00-\x1f\x7f])"

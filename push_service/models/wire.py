@@ -31,10 +31,12 @@ from push_service.models.rules import (
     MAX_LANG,
     MAX_TAG,
     MAX_TITLE,
+    MAX_TOPICS,
     MAX_TTL_SECONDS,
     MAX_URL,
     MAX_USER_ID,
     MAX_VIBRATE_ENTRIES,
+    TOPIC_NAME_REGEX,
     TOPIC_REGEX,
     UINT32_MAX,
     Direction,
@@ -105,11 +107,56 @@ class DeviceSubscription(msgspec.Struct):
     keys: SubscriptionKeys
 
 
+TopicName = Annotated[str, Meta(pattern=TOPIC_NAME_REGEX, title="topic name")]
+AnyUrl = Annotated[str, Meta(min_length=1, max_length=MAX_URL)]
+AuthSecret = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=MAX_KEY_TEXT,
+        description="A subscription's auth secret (base64url): the proof that it is yours.",
+    ),
+]
+
+
+class AuthOnly(msgspec.Struct):
+    auth: AuthSecret
+
+
 class SubscribeBody(DeviceSubscription):
     """The body of `POST /subscribe`."""
 
     expiration_time: int | float | None = msgspec.field(default=None, name="expirationTime")
     user_id: UserId | None = None
+    old_endpoint: (
+        Annotated[
+            str,
+            Meta(
+                min_length=1,
+                max_length=MAX_URL,
+                description="The subscription this one replaces (pushsubscriptionchange).",
+            ),
+        ]
+        | None
+    ) = None
+    old_keys: AuthOnly | None = None  # the replaced subscription's auth: proof it was yours
+    topics: (
+        Annotated[
+            list[TopicName],
+            Meta(
+                max_length=MAX_TOPICS,
+                description="Topics to receive; sending the subscription again replaces them.",
+            ),
+        ]
+        | None
+    ) = None
+
+
+class UnsubscribeBody(msgspec.Struct):
+    """The body of `DELETE /subscribe`: the subscription, proven by its own auth secret."""
+
+    endpoint: AnyUrl
+    keys: AuthOnly
 
 
 class NotificationAction(msgspec.Struct):
@@ -221,4 +268,5 @@ MESSAGE = msgspec.json.Decoder(NotificationMessage)
 PEEK = msgspec.json.Decoder(NotificationIdOnly)
 DEVICE = msgspec.json.Decoder(DeviceSubscription)
 SUBSCRIBE = msgspec.json.Decoder(SubscribeBody)
+UNSUBSCRIBE = msgspec.json.Decoder(UnsubscribeBody)
 ANY = msgspec.json.Decoder()

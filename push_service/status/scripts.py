@@ -111,3 +111,15 @@ end
 redis.call('EXPIRE', key, ttl)
 return 'failed'
 """
+
+# ARGV: device id, outcome. The outcome of a report to the User Service about a device
+# whose final outcome is on record; nothing is written to a record that has expired.
+DEACTIVATION = """
+local field = 'd:' .. ARGV[1]
+local raw = redis.call('HGET', KEYS[1], field)
+if not raw then return 0 end
+local device = cjson.decode(raw)
+device['deactivation'] = ARGV[2]
+redis.call('HSET', KEYS[1], field, cjson.encode(device))
+return 1
+"""

@@ -44,6 +44,7 @@ class StatusStore:
         self._begin = self._batch.register(scripts.BEGIN)
         self._record = self._batch.register(scripts.RECORD)
         self._fail = self._batch.register(scripts.FAIL)
+        self._deactivation = self._batch.register(scripts.DEACTIVATION)
 
     def key(self, notification_id: str) -> str:
         return f"{self.prefix}notification:{notification_id}"
@@ -114,6 +115,15 @@ class StatusStore:
             args += [device.device, device.to_json()]
         status: str = await self._batch.call(self._fail, self.key(notification_id), args)
         return status
+
+    async def note_deactivation(self, notification_id: str, device: str, outcome: str) -> bool:
+        """Write what the User Service made of a device's report (its `deactivation`).
+
+        False when the record or the device's final outcome is no longer there.
+        """
+        args = [device, outcome[:1000]]
+        written: int = await self._batch.call(self._deactivation, self.key(notification_id), args)
+        return bool(written)
 
     async def get(self, notification_id: str) -> dict[str, Any] | None:
         async with asyncio.timeout(CALL_TIMEOUT):

@@ -1,0 +1,69 @@
+"""`notification.completed`: a notification's final outcome, told to orchestrators once.
+
+Emitted when a delivery leaves the record final (`sent` or `failed`), before the
+message is acked, so a crash in between emits it again on redelivery under the same
+`event_id`. The devices come from the delivery itself when it did the whole
+notification in one go (the common case, no Redis read), else from the record.
+No endpoint URL leaves the service: devices are named by id and origin.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any
+
+from push_service.endpoints import origin_of
+from push_service.models import Notification
+from push_service.status import DeviceOutcome, StatusStore
+
+Emit = Callable[..., Awaitable[None]]
+FINAL = ("sent", "failed")
+
+
+class Completion:
+    def __init__(self, store: StatusStore, emit: Emit) -> None:
+        self.store = store
+        self.emit = emit
+
+    async def completed(
+        self, n: Notification, status: str, outcomes: Sequence[DeviceOutcome], whole: bool
+    ) -> None:
+        """`outcomes`: what this delivery recorded; `whole`: they are all the devices."""
+        if status not in FINAL:
+            return
+        if whole:
+            devices = [_device(o.device, o.endpoint, o.status, o.reason) for o in outcomes]
+        else:
+            devices = await self._recorded(n.notification_id)
+        body = {
+            "notification_id": n.notification_id,
+            "user_id": n.user_id if n.user_verified else None,
+            "status": status,
+            "counts": _counts(devices),
+            "devices": devices,
+        }
+        event_id = f"notification.completed:{n.notification_id}"
+        await self.emit("notification.completed", body, event_id=event_id)
+
+    async def _recorded(self, notification_id: str) -> list[dict[str, Any]]:
+        record = await self.store.get(notification_id)
+        found: Iterable[dict[str, Any]] = record["devices"] if record else ()
+        return [
+            _device(d["device"], d.get("endpoint") or "", d.get("status"), d.get("reason"))
+            for d in found
+        ]
+
+
+def _device(device: str, endpoint: str, status: str | None, reason: str | None) -> dict[str, Any]:
+    return {
+        "device": device,
+        "origin": origin_of(endpoint),
+        "status": status,
+        "reason": reason,
+    }
+
+
+def _counts(devices: Sequence[dict[str, Any]]) -> dict[str, int]:
+    sent = sum(1 for d in devices if d["status"] == "sent")
+    failed = sum(1 for d in devices if d["status"] == "failed")
+    return {"devices_total": len(devices), "sent": sent, "failed": failed}
