@@ -31,6 +31,7 @@ from yarl import URL
 from push_service.config import Settings
 from push_service.parking import Ladder, service_topology
 from push_service.redis_client import connect
+from push_service.reports import ReportQueues
 from push_service.status import StatusStore, to_record
 from push_service.vapid import generate_private_key, private_key_raw_b64, public_key_b64
 
@@ -373,7 +374,15 @@ class Service:
         """Every queue the service declares: main, dead letters and delay steps."""
         settings = Settings.from_env(self.env, env_file=None)
         ladder = Ladder(settings.push_retry_ladder_seconds)
-        return service_topology(self.queue, settings.rabbitmq_queue_type, ladder).queues
+        reports = ReportQueues(
+            self.queue,
+            settings.rabbitmq_queue_type,
+            Ladder(settings.user_service_report_retry_seconds),
+        )
+        topology = service_topology(
+            self.queue, settings.rabbitmq_queue_type, ladder, queues=reports.declarations()
+        )
+        return topology.queues
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

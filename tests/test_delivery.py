@@ -195,9 +195,7 @@ async def test_mixed_answers_record_each_device_and_report_the_gone_one(
     assert rig.gone.calls == [("user-1", gone, "subscription_gone", 410, True)]
 
 
-async def test_delivering_twice_pushes_each_device_once(
-    rig: Rig, pushes: PathPushService
-) -> None:
+async def test_delivering_twice_pushes_each_device_once(rig: Rig, pushes: PathPushService) -> None:
     endpoints = [pushes.endpoint("a"), pushes.endpoint("b"), pushes.answer("c", 404)]
     n = notification(endpoints)
 

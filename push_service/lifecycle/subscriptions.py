@@ -70,21 +70,27 @@ class Subscriptions:
         """Register (or re-sync, or replace); BrokerUnavailable or RedisUnavailable on outages."""
         device = request.device
         previous = await self.registry.find(device.endpoint)
+        replaced, replaces = await self._replacement(request)
+        user_id, topics = request.user_id, request.topics
+        if replaced is not None:
+            # A worker's pushsubscriptionchange comes without the page's session: the new
+            # subscription inherits what the one it proved it replaces was registered with.
+            user_id = user_id or replaced.user_id
+            topics = replaced.topics if topics is None else topics
         wanted = Subscription(
             device.endpoint,
             device.p256dh_b64,
             device.auth_b64,
-            user_id=request.user_id,
-            topics=request.topics or (),
+            user_id=user_id,
+            topics=topics or (),
             key_id=request.key_id,
             expiration_time=request.expiration_time,
         )
-        replaced, replaces = await self._replacement(request)
-        if request.user_id is not None and (replaces or _news(previous, wanted)):
-            await self.put_report(_registration(wanted, request.user_id, replaces))
+        if user_id is not None and (replaces or _news(previous, wanted)):
+            await self.put_report(_registration(wanted, user_id, replaces))
         if previous is None or replaced is not None:
             await self._announce(wanted, replaced)
-        upserted = await self.registry.upsert(wanted, topics=request.topics)
+        upserted = await self.registry.upsert(wanted, topics=topics)
         if replaced is not None:
             await self.registry.remove(replaced.device)
         old = device_key(replaces) if replaces else None
