@@ -8,9 +8,9 @@
 'use strict';
 
 ((root) => {
-  // The worker's POST runs inside event.waitUntil: browsers stop a worker after about
-  // 30 s (Firefox) to 5 min (Chromium) of extended life, so the whole schedule stays
-  // well under 30 s: 5 attempts, waits of 1, 2, 4, 8 s (or Retry-After, capped).
+  // The worker's POST runs inside event.waitUntil, and browsers stop a worker after
+  // 30 s (Firefox) to 5 min (Chromium) of extended life: 5 attempts with waits of 1, 2,
+  // 4, 8 s (15 s in all; Retry-After is capped the same), each attempt cut at 10 s.
   const RETRY = Object.freeze({
     attempts: 5, baseDelayMs: 1000, factor: 2, maxDelayMs: 8000, timeoutMs: 10000,
   });
