@@ -21,7 +21,13 @@ import pytest
 from tests.conftest import ServiceFactory
 from tests.support import ROOT
 
-WEB_FILES = ("web_push_test.html", "web_push_test.js", "sw.js", "web_push_test.css")
+WEB_FILES = (
+    "web_push_test.html",
+    "web_push_test.js",
+    "sw.js",
+    "subscription_sync.js",
+    "web_push_test.css",
+)
 NOT_SOURCE = shutil.ignore_patterns(
     ".git",
     ".venv*",

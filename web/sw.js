@@ -2,7 +2,8 @@
 //
 // Shows each push as a notification, forwards it to open windows of the page, and
 // on a click opens the clicked action's URL, else the notification's (http/https
-// only). Two payload formats arrive:
+// only); on pushsubscriptionchange it sends the new subscription to the server as the
+// replacement of the old one (subscription_sync.js). Two payload formats arrive:
 //   classic      {"notification_id", "title", "body", "action_url", ...} (queue names)
 //   declarative  {"web_push": 8030, "notification": {"title", "navigate", ...},
 //                "app_badge", "mutable"} (W3C Push API). Browsers that implement it
@@ -13,6 +14,9 @@ const DEFAULT_TITLE = 'Notification';
 const DECLARATIVE_PUSH = 8030;
 const VAPID_KEY_URL = '/vapid_public_key';
 const SUBSCRIBE_URL = '/subscribe';
+
+// SubscriptionSync: the /subscribe bodies, the retry policy and the last synced record.
+importScripts('subscription_sync.js');
 
 self.addEventListener('install', (event) => {
   event.waitUntil(self.skipWaiting());
@@ -187,33 +191,46 @@ self.addEventListener('notificationclick', (event) => {
   extendLifetime(event, openOrFocus(target));
 });
 
-// The push service replaced or expired the subscription: subscribe again with the
-// server's current key and send the new subscription to the server.
+// The push service replaced or expired the subscription: take the new one (or subscribe
+// again with the server's current key) and send it to the server as the replacement of
+// the old one. No cookies: this event often arrives with none, and the subscription
+// itself is the proof (old_keys.auth). Resolves to the POST's outcome; never throws.
+async function resubscribe() {
+  const response = await fetch(VAPID_KEY_URL, { cache: 'no-store', credentials: 'omit' });
+  if (!response.ok) throw new Error(`GET ${VAPID_KEY_URL} answered ${response.status}`);
+  const body = await response.json();
+  const manager = self.registration.pushManager;
+  const options = { userVisibleOnly: true, applicationServerKey: SubscriptionSync.base64UrlToBytes(body.public_key) };
+  try {
+    return await manager.subscribe(options);
+  } catch (err) {
+    // A subscription made with another key (the server's key changed) is in the way.
+    if (!err || err.name !== 'InvalidStateError') throw err;
+    const existing = await manager.getSubscription();
+    if (existing) await existing.unsubscribe();
+    return manager.subscribe(options);
+  }
+}
+
+async function handleSubscriptionChange({ oldSubscription = null, newSubscription = null } = {}, options = {}) {
+  try {
+    const subscription = newSubscription || await resubscribe();
+    const stored = await SubscriptionSync.store.load();
+    const body = SubscriptionSync.subscribeBody({ subscription, oldSubscription, stored });
+    const result = await SubscriptionSync.sendJson(SUBSCRIBE_URL, 'POST', body, options);
+    if (result.ok) await SubscriptionSync.store.save(SubscriptionSync.storedRecord(body));
+    else console.warn('push_service sw: the server did not take the renewed subscription:', result.status);
+    await broadcast({ type: 'pushsubscriptionchange', ok: result.ok, status: result.status, answer: result.body });
+    return result;
+  } catch (err) {
+    console.warn('push_service sw: renewing the subscription failed:', err && err.message);
+    return { ok: false, status: 0, body: null, attempts: 0, waits: [], error: String(err && err.message) };
+  }
+}
+// Tests call it through DevTools: Chromium never fires this event on its own.
+self.handleSubscriptionChange = handleSubscriptionChange;
+
 self.addEventListener('pushsubscriptionchange', (event) => {
-  event.waitUntil((async () => {
-    try {
-      let subscription = event.newSubscription || null;
-      if (!subscription) {
-        const response = await fetch(VAPID_KEY_URL, { cache: 'no-store' });
-        if (!response.ok) return;
-        const body = await response.json();
-        const b64 = String(body.public_key || '').replace(/-/g, '+').replace(/_/g, '/');
-        const raw = atob(b64 + '='.repeat((4 - (b64.length % 4)) % 4));
-        const key = Uint8Array.from(raw, (c) => c.charCodeAt(0));
-        subscription = await self.registration.pushManager.subscribe({
-          userVisibleOnly: true,
-          applicationServerKey: key,
-        });
-      }
-      const json = typeof subscription.toJSON === 'function' ? subscription.toJSON() : subscription;
-      const response = await fetch(SUBSCRIBE_URL, {
-        method: 'POST',
-        headers: { 'Content-Type': 'application/json' },
-        body: JSON.stringify({ endpoint: json.endpoint, expirationTime: json.expirationTime ?? null, keys: json.keys }),
-      });
-      if (response.ok) await broadcast({ type: 'pushsubscriptionchange' });
-    } catch (err) {
-      console.warn('push_service sw: renewing the subscription failed:', err && err.message);
-    }
-  })());
+  const change = { oldSubscription: event.oldSubscription, newSubscription: event.newSubscription };
+  extendLifetime(event, handleSubscriptionChange(change));
 });

@@ -17,6 +17,8 @@
   const SUBSCRIBE_TIMEOUT_MS = 20000;
 
   const $ = (id) => document.getElementById(id);
+  // subscription_sync.js: the /subscribe bodies and the record of the last sync.
+  const Sync = window.SubscriptionSync;
 
   const el = {
     error: $('error'),
@@ -28,6 +30,7 @@
     subscribeBtn: $('subscribe-btn'),
     unsubscribeBtn: $('unsubscribe-btn'),
     subscription: $('subscription-status'),
+    sync: $('sync-status'),
     notificationId: $('notification-id'),
     notificationStatus: $('notification-status'),
     receivedList: $('received-list'),
@@ -329,30 +332,43 @@
     return subscription;
   }
 
-  function subscriptionJson(subscription) {
-    const json = typeof subscription.toJSON === 'function' ? subscription.toJSON() : subscription;
-    if (!json || typeof json !== 'object' || typeof json.endpoint !== 'string') {
-      throw new Error('The push subscription has no endpoint.');
-    }
-    return json;
+  // The server's last answer, whatever it was: shown as it came.
+  function showServerAnswer(response, body, okStatus) {
+    const b = body && typeof body === 'object' ? body : {};
+    const said = [b.message, b.detail, b.error].find((v) => typeof v === 'string' && v) || '';
+    setText(el.sync, `HTTP ${response.status}${said ? `: ${said}` : ''}`, response.ok ? okStatus : 'failed');
   }
 
-  async function sendSubscription(json, userId) {
-    const payload = {
-      endpoint: json.endpoint,
-      expirationTime: json.expirationTime === undefined ? null : json.expirationTime,
-      keys: json.keys,
-    };
-    if (userId) payload.user_id = userId;
+  // POSTs the subscription (as the replacement of the last synced endpoint when that
+  // differs) and remembers it as synced; -> {status, body}.
+  async function sendSubscription(subscription, userId) {
+    const stored = await Sync.store.load();
+    const payload = Sync.subscribeBody({ subscription, stored, userId });
     const response = await fetchWithTimeout(SUBSCRIBE_URL, {
       method: 'POST',
       headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
       body: JSON.stringify(payload),
     });
     const body = await readJson(response);
+    showServerAnswer(response, body, response.status === 202 ? 'created' : 'synced');
     if (!response.ok) throw new Error(`The server rejected the subscription: ${errorMessageFrom(response, body)}`);
     if (!body || typeof body !== 'object') throw new Error('The server accepted the subscription but sent no JSON body.');
-    return body;
+    await Sync.store.save(Sync.storedRecord(payload));
+    return { status: response.status, body };
+  }
+
+  // A 202 queued a welcome: follow it. A 200 (already registered, or a replacement)
+  // queued nothing, by design.
+  function showOutcome(status, body) {
+    const notificationId = typeof body.notification_id === 'string' ? body.notification_id : '';
+    setText(el.notificationId, notificationId);
+    if (notificationId) {
+      pollStatus(notificationId); // runs on its own; not awaited so the buttons free up
+    } else if (status === 200) {
+      setText(el.notificationStatus, 'No welcome: the server already had this subscription.', 'none');
+    } else {
+      setText(el.notificationStatus, 'The server returned no notification id.', 'unknown');
+    }
   }
 
   async function onSubscribe(event) {
@@ -392,19 +408,11 @@
       const keyBytes = await ensureVapidKey();
       const subscription = await obtainSubscription(registration, keyBytes);
       state.subscription = subscription;
-      const json = subscriptionJson(subscription);
 
       setText(el.subscription, 'Sending the subscription to the server…', 'working');
-      const userId = el.userId.value.trim();
-      const body = await sendSubscription(json, userId);
-      const notificationId = typeof body.notification_id === 'string' ? body.notification_id : '';
+      const { status, body } = await sendSubscription(subscription, el.userId.value.trim());
       setText(el.subscription, body.message || 'Subscription received.', 'subscribed');
-      setText(el.notificationId, notificationId);
-      if (notificationId) {
-        pollStatus(notificationId); // runs on its own; not awaited so the buttons free up
-      } else {
-        setText(el.notificationStatus, 'The server returned no notification id.', 'unknown');
-      }
+      showOutcome(status, body);
     } catch (err) {
       if (el.subscription.dataset.status === 'working') setText(el.subscription, 'Subscribing failed.', 'failed');
       showError(describeError(err));
@@ -413,6 +421,32 @@
     }
   }
 
+  // DELETE /subscribe, proven by the subscription's own auth secret (so no cookies);
+  // -> the HTTP status, 0 when the server was not reached. Never throws.
+  async function deleteOnServer(subscription) {
+    try {
+      const response = await fetchWithTimeout(SUBSCRIBE_URL, {
+        method: 'DELETE',
+        credentials: 'omit',
+        headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
+        body: JSON.stringify(Sync.deleteBody(subscription)),
+      });
+      showServerAnswer(response, await readJson(response), 'removed');
+      return response.status;
+    } catch (err) {
+      setText(el.sync, `Not sent: ${describeError(err)}`, 'failed');
+      return 0;
+    }
+  }
+
+  const UNSUBSCRIBED = {
+    200: 'Unsubscribed: the server removed the subscription and this browser dropped it.',
+    404: 'Unsubscribed in this browser; the server did not have this subscription.',
+  };
+
+  // The server first (it needs the subscription's secret), then the browser: even when the
+  // server cannot be told, the browser's unsubscribe stops the pushes (the server drops the
+  // endpoint when the push service reports it gone).
   async function onUnsubscribe() {
     if (state.busy) return;
     clearError();
@@ -421,11 +455,15 @@
       let subscription = null;
       if (state.registration) subscription = await getExistingSubscription(state.registration);
       subscription = subscription || state.subscription;
+      const status = subscription ? await deleteOnServer(subscription) : 0;
       if (subscription && typeof subscription.unsubscribe === 'function') {
         await subscription.unsubscribe();
       }
+      await Sync.store.clear();
       state.subscription = null;
-      setText(el.subscription, 'Unsubscribed in this browser (the server drops the endpoint when the push service reports it gone).', 'unsubscribed');
+      state.pollToken += 1;
+      setText(el.subscription, UNSUBSCRIBED[status] || 'Unsubscribed in this browser; the server could not be'
+        + ' told (see its answer) and drops the endpoint when the push service reports it gone.', 'unsubscribed');
     } catch (err) {
       showError(`Could not unsubscribe: ${describeError(err)}`);
     } finally {
@@ -602,20 +640,44 @@
     if (message.type === 'push') {
       addReceived(message.payload, message.received_at);
     } else if (message.type === 'pushsubscriptionchange') {
-      setText(el.subscription, 'The browser renewed the push subscription; the service worker sent the new one to the server.', 'subscribed');
+      const said = message.answer && typeof message.answer.message === 'string' ? `: ${message.answer.message}` : '';
+      setText(el.sync, `HTTP ${message.status}${said}`, message.ok ? 'synced' : 'failed');
+      if (message.ok) {
+        setText(el.subscription, 'The browser renewed the push subscription; the service worker sent the new one to the server.', 'subscribed');
+      } else {
+        setText(el.subscription, 'The browser renewed the push subscription, but the server did not take it. Press Subscribe to send it again.', 'failed');
+      }
     }
   }
 
   // ---------------------------------------------------------------- start-up
 
-  async function showExistingSubscription(registration) {
+  // On every load: a subscription this browser already has is sent to the server again,
+  // so the server's copy follows a renewal the worker missed, or a server that lost it.
+  // A known one answers 200 and queues nothing; one the server lost is welcomed again.
+  async function resyncExistingSubscription(registration) {
     const subscription = await getExistingSubscription(registration);
-    if (!subscription || state.subscription) return;
+    if (!subscription || state.subscription || state.busy) return;
     state.subscription = subscription;
-    if (el.subscription.dataset.status === undefined) {
-      setText(el.subscription, 'This browser already has a push subscription. Press Subscribe to send it to the server.', 'existing');
+    setBusy(true);
+    try {
+      const keyBytes = await ensureVapidKey();
+      const key = subscriptionKey(subscription);
+      if (key && !sameBytes(key, keyBytes)) {
+        setText(el.subscription, 'This browser has a subscription made with an old VAPID key. Press Subscribe to replace it.', 'existing');
+        return;
+      }
+      setText(el.subscription, 'Sending this browser\'s subscription to the server again…', 'working');
+      const stored = await Sync.store.load();
+      const { status, body } = await sendSubscription(subscription, stored ? stored.user_id : null);
+      setText(el.subscription, body.message || 'Subscription re-synced.', 'subscribed');
+      showOutcome(status, body);
+    } catch (err) {
+      setText(el.subscription, 'Re-syncing the subscription failed. Press Subscribe to try again.', 'failed');
+      showError(describeError(err));
+    } finally {
+      setBusy(false);
     }
-    updateButtons();
   }
 
   function init() {
@@ -635,7 +697,7 @@
     if (typeof navigator.serviceWorker.startMessages === 'function') navigator.serviceWorker.startMessages();
 
     registerServiceWorker()
-      .then((registration) => showExistingSubscription(registration))
+      .then((registration) => resyncExistingSubscription(registration))
       .catch(() => { /* reported by registerServiceWorker */ });
 
     loadVapidKey().catch((err) => {
