@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import aiohttp
-from cryptography.hazmat.primitives.asymmetric import ec
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -43,7 +42,7 @@ from push_service.retry import PushRetryPolicy, RetryPolicy
 from push_service.status import RedisUnavailable, StatusStore
 from push_service.supervisor import BrokerSupervisor
 from push_service.users import UserServiceClient
-from push_service.vapid import VapidSigner, normalise_subject
+from push_service.vapid_keys import VapidKeys
 from push_service.webpush import WebPushSender, make_session
 
 log = logging.getLogger(__name__)
@@ -52,14 +51,12 @@ log = logging.getLogger(__name__)
 class Runtime:
     """The long-lived parts of one service process. `start()` and `stop()` are their only owner."""
 
-    def __init__(self, settings: Settings, private_key: ec.EllipticCurvePrivateKey) -> None:
+    def __init__(self, settings: Settings, keys: VapidKeys) -> None:
         amqp_timestamps.install()
         self.settings = settings
         self.metrics = Metrics()
         self.policy = EndpointPolicy(settings.push_endpoint_allowlist, settings.push_allow_http)
-        self.signer = VapidSigner(
-            private_key, normalise_subject(settings.vapid_email, settings.production)
-        )
+        self.keys = keys
         self.redis = redis_client.connect(
             settings.redis_url, settings.redis_sentinels, settings.redis_sentinel_master
         )
@@ -135,6 +132,7 @@ class Runtime:
             max_message_bytes=s.max_message_bytes,
             max_devices=s.max_devices_per_message,
             payload_format=s.push_payload_format,
+            key_ids=self.keys.ids,
         )
         timeout = s.publish_timeout_seconds
         dead_letters = DeadLetters(
@@ -165,7 +163,7 @@ class Runtime:
             base_delay=s.push_retry_base_delay_seconds,
             max_delay=s.push_retry_max_delay_seconds,
         )
-        sender = WebPushSender(self.push_session, self.signer, self.policy)
+        sender = WebPushSender(self.push_session, self.keys, self.policy)
         return Pusher(sender, self.circuits, users, self.metrics, retry, s.push_concurrency)
 
     def _circuit_policy(self) -> CircuitPolicy:
@@ -237,9 +235,9 @@ class Runtime:
         await self.publisher.publish(body, message_id, headers)
 
 
-def create_app(settings: Settings, private_key: ec.EllipticCurvePrivateKey) -> Starlette:
+def create_app(settings: Settings, keys: VapidKeys) -> Starlette:
     """The ASGI app; its lifespan starts and stops the runtime (consumer included)."""
-    runtime = Runtime(settings, private_key)
+    runtime = Runtime(settings, keys)
     services = api_services(runtime)
 
     @contextlib.asynccontextmanager
@@ -269,7 +267,7 @@ def api_services(runtime: Runtime) -> ApiServices:
         publish=runtime.publish,
         policy=runtime.policy,
         metrics=runtime.metrics,
-        vapid_public_key=runtime.signer.public_key,
+        vapid_keys=runtime.keys,
         readiness=runtime.readiness,
         rate_limiter=RateLimiter(
             settings.subscribe_rate_limit, settings.subscribe_rate_window_seconds
@@ -287,6 +285,7 @@ def api_services(runtime: Runtime) -> ApiServices:
             policy=runtime.policy,
             max_devices=settings.max_devices_per_message,
             payload_format=settings.push_payload_format,
+            key_ids=runtime.keys.ids,
         ),
     )
 

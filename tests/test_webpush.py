@@ -299,12 +299,12 @@ async def test_send_includes_urgency_and_topic_when_given(
     ua = UserAgent()
     async with stub_server() as stub:
         sender = WebPushSender(session, signer, policy)
-        options = PushOptions(ttl=0, urgency="high", topic="news_1")
+        options = PushOptions(ttl=0, urgency="high", topic="news12")
         await sender.send(ua.device(f"{stub.base_url}/p", policy), b"{}", options)
         headers = stub.requests[0]["headers"]
     assert headers["TTL"] == "0"
     assert headers["Urgency"] == "high"
-    assert headers["Topic"] == "news_1"
+    assert headers["Topic"] == "news12"
 
 
 async def test_redirect_is_not_followed(

@@ -37,6 +37,7 @@ from push_service.models.rules import (
     MAX_VIBRATE_ENTRIES,
     TOPIC_REGEX,
     UINT32_MAX,
+    VAPID_KEY_ID_REGEX,
     Direction,
     PayloadFormat,
     Urgency,
@@ -103,6 +104,14 @@ class DeviceSubscription(msgspec.Struct):
         ),
     ]
     keys: SubscriptionKeys
+    vapid_key_id: Annotated[
+        Annotated[str, Meta(pattern=VAPID_KEY_ID_REGEX)] | None,
+        Meta(
+            description="In a queue message: the id of the service's VAPID key this"
+            " subscription was made with (the registry's key_id); default: the current"
+            " key, then the others. An id the service does not have fails the device."
+        ),
+    ] = None
 
 
 class SubscribeBody(DeviceSubscription):
