@@ -73,9 +73,10 @@ def _from_json(body: str) -> list[str] | None:
     parts = []
     if isinstance(data.get("reason"), str):
         parts.append(data["reason"])
-    if isinstance(data.get("errno"), int) and not isinstance(data["errno"], bool):
-        parts.append(f"errno {data['errno']}")
     message = data.get("message") or data.get("error")
+    errno = data.get("errno")
+    if isinstance(errno, int) and not isinstance(errno, bool):
+        message = f"errno {errno}: {message}" if isinstance(message, str) else f"errno {errno}"
     if isinstance(message, str):
         parts.append(message)
     return parts
