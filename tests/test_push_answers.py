@@ -121,7 +121,7 @@ class FakePushService:
         name = request.match_info["name"]
         key = request.headers.get("Authorization", "").rpartition("k=")[2]
         self.keys_seen.setdefault(name, []).append(key)
-        status, headers, body = 201, {}, ""
+        status, headers, body = 201, dict[str, str](), ""
         if name in self.bound:
             expected, refusal = self.bound[name]
             if key != expected:
