@@ -13,7 +13,6 @@ from typing import Any
 
 import aiohttp
 from aiormq.abc import AbstractChannel
-from cryptography.hazmat.primitives.asymmetric import ec
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -46,7 +45,7 @@ from push_service.reports.report import Kind
 from push_service.retry import PushRetryPolicy
 from push_service.status import RedisUnavailable, StatusStore
 from push_service.supervisor import BrokerSupervisor
-from push_service.vapid import VapidSigner, normalise_subject
+from push_service.vapid_keys import VapidKeys
 from push_service.webpush import WebPushSender, make_session
 
 log = logging.getLogger(__name__)
@@ -55,14 +54,12 @@ log = logging.getLogger(__name__)
 class Runtime:
     """The long-lived parts of one service process. `start()` and `stop()` are their only owner."""
 
-    def __init__(self, settings: Settings, private_key: ec.EllipticCurvePrivateKey) -> None:
+    def __init__(self, settings: Settings, keys: VapidKeys) -> None:
         amqp_timestamps.install()
         self.settings = settings
         self.metrics = Metrics()
         self.policy = EndpointPolicy(settings.push_endpoint_allowlist, settings.push_allow_http)
-        self.signer = VapidSigner(
-            private_key, normalise_subject(settings.vapid_email, settings.production)
-        )
+        self.keys = keys
         self.redis = redis_client.connect(
             settings.redis_url, settings.redis_sentinels, settings.redis_sentinel_master
         )
@@ -183,6 +180,7 @@ class Runtime:
             max_message_bytes=s.max_message_bytes,
             max_devices=s.max_devices_per_message,
             payload_format=s.push_payload_format,
+            key_ids=self.keys.ids,
         )
         timeout = s.publish_timeout_seconds
         dead_letters = DeadLetters(
@@ -216,7 +214,7 @@ class Runtime:
             base_delay=s.push_retry_base_delay_seconds,
             max_delay=s.push_retry_max_delay_seconds,
         )
-        sender = WebPushSender(self.push_session, self.signer, self.policy)
+        sender = WebPushSender(self.push_session, self.keys, self.policy)
         gone = self.subscriptions.gone
         return Pusher(sender, self.circuits, gone, self.metrics, retry, s.push_concurrency)
 
@@ -298,9 +296,9 @@ class Runtime:
         return await self.subscriptions.unsubscribe(endpoint, auth)
 
 
-def create_app(settings: Settings, private_key: ec.EllipticCurvePrivateKey) -> Starlette:
+def create_app(settings: Settings, keys: VapidKeys) -> Starlette:
     """The ASGI app; its lifespan starts and stops the runtime (consumer included)."""
-    runtime = Runtime(settings, private_key)
+    runtime = Runtime(settings, keys)
     services = api_services(runtime)
 
     @contextlib.asynccontextmanager
@@ -332,7 +330,7 @@ def api_services(runtime: Runtime) -> ApiServices:
         unsubscribe=runtime.unsubscribe,
         policy=runtime.policy,
         metrics=runtime.metrics,
-        vapid_public_key=runtime.signer.public_key,
+        vapid_keys=runtime.keys,
         readiness=runtime.readiness,
         rate_limiter=RateLimiter(
             settings.subscribe_rate_limit, settings.subscribe_rate_window_seconds
@@ -350,6 +348,7 @@ def api_services(runtime: Runtime) -> ApiServices:
             policy=runtime.policy,
             max_devices=settings.max_devices_per_message,
             payload_format=settings.push_payload_format,
+            key_ids=runtime.keys.ids,
         ),
     )
 

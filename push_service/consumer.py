@@ -76,6 +76,7 @@ class ConsumerLimits:
     max_message_bytes: int = 8 * 1024 * 1024
     max_devices: int = 10_000
     payload_format: PayloadFormat = "classic"  # for messages that do not say
+    key_ids: frozenset[str] | None = None  # the VAPID key ids a device may name; None: any
 
 
 class Consumer:
@@ -102,6 +103,7 @@ class Consumer:
             policy=policy,
             max_devices=limits.max_devices,
             payload_format=limits.payload_format,
+            key_ids=limits.key_ids,
         )
         self.channel: AbstractChannel | None = None
         self.consumer_tag: str | None = None

@@ -64,6 +64,19 @@ class SubscriptionGone(PermanentPushError):
     reason = "subscription_gone"
 
 
+class VapidKeyMismatch(SubscriptionGone):
+    """The subscription was made with another VAPID key (Apple's `VapidPkHashMismatch`,
+    FCM's "do not correspond"): no key of ours reaches it, so it is as good as gone."""
+
+    reason = "vapid_key_mismatch"
+
+
+class UnknownVapidKey(PermanentPushError):
+    """A device names a VAPID key id this service does not have."""
+
+    reason = "unknown_vapid_key"
+
+
 class TransientPushError(PushError):
     """Worth retrying: 5xx, timeouts, connection errors; counts against the push service."""
 
@@ -80,7 +93,8 @@ class TransientPushError(PushError):
 
 
 class Throttled(TransientPushError):
-    """429: retry after Retry-After; the push service is up, so its circuit stays closed."""
+    """429 (or Microsoft's 406 `appthrottled`): retry after Retry-After; the push service
+    is up, so its circuit stays closed."""
 
     reason = "throttled"
 

@@ -11,7 +11,6 @@ import sys
 from typing import NoReturn
 from urllib.parse import urlsplit
 
-from cryptography.hazmat.primitives.asymmetric import ec
 from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config
 
@@ -19,7 +18,7 @@ from push_service.app import create_app
 from push_service.config import Settings
 from push_service.errors import ConfigError
 from push_service.logs import configure_logging
-from push_service.vapid import load_private_key, private_key_raw_b64
+from push_service.vapid_keys import VapidKeys, load_vapid_keys
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +26,7 @@ log = logging.getLogger(__name__)
 def secret_values(settings: Settings) -> list[str]:
     """Strings from the configuration that must never reach a log line."""
     values = [settings.vapid_private_key, settings.subscribe_jwt_secret, *settings.api_tokens]
+    values += [private for _, private in settings.vapid_keys]
     for url in (*settings.rabbitmq_urls, settings.redis_url, settings.user_service_url):
         password = urlsplit(url).password if url else None
         if password:
@@ -57,7 +57,7 @@ def hypercorn_config(settings: Settings) -> Config:
     return config
 
 
-async def serve(settings: Settings, key: ec.EllipticCurvePrivateKey) -> None:
+async def serve(settings: Settings, keys: VapidKeys) -> None:
     """Serve until SIGTERM/SIGINT; a second signal forces an immediate exit."""
     shutdown = asyncio.Event()
 
@@ -71,7 +71,7 @@ async def serve(settings: Settings, key: ec.EllipticCurvePrivateKey) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
-    app = create_app(settings, key)
+    app = create_app(settings, keys)
     log.info(
         "push_service listening on %s:%s (%s)", settings.host, settings.port, settings.node_env
     )
@@ -103,13 +103,13 @@ def main() -> None:
         )
         for warning in settings.warnings:
             log.warning("%s", warning)
-        key = load_private_key(settings)
+        keys = load_vapid_keys(settings)  # the keys, and VAPID_EMAIL checked as Apple needs
     except ConfigError as exc:
         _config_error(exc)
-    formatter.secrets.append(private_key_raw_b64(key))
+    formatter.secrets.extend(keys.secrets())
     try:
         with asyncio.Runner(loop_factory=_event_loop_factory()) as runner:
-            runner.run(serve(settings, key))
+            runner.run(serve(settings, keys))
     except ConfigError as exc:  # a setting only the app can check (a JWT key file, ...)
         _config_error(exc)
 

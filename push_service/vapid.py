@@ -15,6 +15,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -144,21 +145,65 @@ def _decoded(text: str) -> bytes | None:
         return None
 
 
+# Top-level domains that never reach anyone (RFC 2606, RFC 6761, RFC 6762, ICANN .internal).
+_RESERVED_TLDS = frozenset({"localhost", "local", "test", "invalid", "example", "internal"})
+_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+_TLD = re.compile(r"[a-z]{2,63}|xn--[a-z0-9-]{1,59}")  # never digits: an IP address is no domain
+
+
+def public_domain(host: str) -> bool:
+    """Whether `host` is a domain name someone could be reached at (not localhost, not an IP)."""
+    try:
+        ascii_host = host.encode("idna").decode("ascii").lower().rstrip(".")
+    except UnicodeError:
+        return False
+    labels = ascii_host.split(".")
+    return (
+        len(labels) >= 2
+        and labels[-1] not in _RESERVED_TLDS
+        and _TLD.fullmatch(labels[-1]) is not None
+        and all(_LABEL.fullmatch(label) for label in labels)
+    )
+
+
+def _check_domain(host: str, contact: str, production: bool) -> None:
+    """Apple's push service answers 403 BadJwtToken to a `sub` it cannot reach (PITFALLS)."""
+    if public_domain(host):
+        return
+    problem = (
+        f"VAPID_EMAIL {contact.strip()!r} is not a public contact (an e-mail address at a real"
+        " domain or an https URL): Apple's push service rejects it with 403 BadJwtToken"
+    )
+    if production:
+        raise ConfigError(problem)
+    log.warning("%s", problem)
+
+
 def normalise_subject(contact: str, production: bool) -> str:
-    """The JWT `sub`: `mailto:` + address, or an https URL; fixed once at start-up."""
+    """The JWT `sub`: `mailto:` + address, or an https URL; fixed and checked at start-up.
+
+    A contact Apple would refuse (localhost, an IP address, a reserved domain) is a
+    ConfigError in production and a warning in development.
+    """
     text = "".join(contact.split())
     if not text:
         if production:
             raise ConfigError("VAPID_EMAIL is required when NODE_ENV=production")
         text = "push-service@example.com"
     if text.lower().startswith("https://"):
+        try:
+            host = urlsplit(text).hostname or ""
+        except ValueError:
+            host = ""
+        if not host:
+            raise ConfigError(f"VAPID_EMAIL is not a valid https URL, got {contact!r}")
+        _check_domain(host, contact, production)
         return text
     while text.lower().startswith("mailto:"):
         text = text[len("mailto:") :]
     if not _EMAIL.match(text):
         raise ConfigError(f"VAPID_EMAIL must be an e-mail address or https URL, got {contact!r}")
-    if text.lower().endswith(("@localhost", ".localhost", ".local")):
-        log.warning("VAPID_EMAIL %s is not a public contact; Apple's push service rejects it", text)
+    _check_domain(text.rsplit("@", 1)[1], contact, production)
     return f"mailto:{text}"
 
 
@@ -178,6 +223,7 @@ class VapidSigner:
         lifetime: int = JWT_LIFETIME_SECONDS,
     ) -> None:
         self._vapid = Vapid02(private_key)
+        self.private_key = private_key
         self.public_key = public_key_b64(private_key)
         self.subject = subject
         self.lifetime = lifetime

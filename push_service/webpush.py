@@ -6,28 +6,23 @@ into one HTTP request and maps the answer onto the exceptions of `errors`.
 
 from __future__ import annotations
 
-import email.utils
 import functools
+import hashlib
 import os
-import time
+import re
 from dataclasses import dataclass
 
 import aiohttp
 import http_ece
 from cryptography.hazmat.primitives.asymmetric import ec
-from multidict import CIMultiDictProxy
 
+from push_service.answers import classify as classify
+from push_service.answers import parse_retry_after as parse_retry_after
 from push_service.endpoints import EndpointPolicy, PolicyResolver
-from push_service.errors import (
-    PayloadTooLarge,
-    PermanentPushError,
-    SubscriptionGone,
-    Throttled,
-    TransientPushError,
-    VapidRejected,
-)
+from push_service.errors import PayloadTooLarge, TransientPushError, VapidKeyMismatch
 from push_service.models import MAX_PLAINTEXT_BYTES, Device
 from push_service.vapid import VapidSigner
+from push_service.vapid_keys import VapidKeys
 
 # http_ece asks cryptography for its backend four times per push; the backend is one
 # process-wide object, so hand http_ece a lookup that costs nothing.
@@ -35,7 +30,8 @@ http_ece.default_backend = functools.cache(http_ece.default_backend)
 
 RECORD_SIZE = 4096
 CONNECTIONS_PER_HOST = 64
-_REASON_BYTES = 512
+_REASON_BYTES = 2048
+_PLAIN_TOPIC = re.compile(r"[A-Za-z0-9]{1,32}")
 
 
 def encrypt(
@@ -63,40 +59,17 @@ def encrypt(
     return body
 
 
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Retry-After as seconds from now: delta-seconds or an HTTP date (RFC 9110)."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isascii() and value.isdigit():  # str.isdigit alone admits "²", which float() refuses
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+def topic_header(topic: str) -> str:
+    """The `Topic` header for a message's topic, one that every push service takes.
 
-
-def classify(status: int, headers: CIMultiDictProxy[str] | dict[str, str], reason: str) -> None:
-    """Raise the exception that an answer of the push service means; 2xx returns."""
-    if 200 <= status < 300:
-        return
-    detail = f"HTTP {status}" + (f": {reason}" if reason else "")
-    if status in (404, 410):
-        raise SubscriptionGone(detail, status)
-    if status in (401, 403):
-        raise VapidRejected(detail, status)
-    if status == 429:
-        raise Throttled(detail, status, parse_retry_after(headers.get("Retry-After")))
-    if status == 503:
-        raise TransientPushError(detail, status, parse_retry_after(headers.get("Retry-After")))
-    if status >= 500:
-        raise TransientPushError(detail, status)
-    if status == 413:
-        raise PayloadTooLarge(detail, status)
-    raise PermanentPushError(detail, status)
+    Mozilla takes only `[A-Za-z0-9]`, Apple decodes it as base64url (a length of 1 mod 4
+    is no base64) and RFC 8030 allows at most 32 characters. A topic that is all that
+    already is sent as it is; any other becomes the first 32 hex digits of its SHA-256,
+    so the same topic always gives the same header (and replaces the same push).
+    """
+    if _PLAIN_TOPIC.fullmatch(topic) and len(topic) % 4 != 1:
+        return topic
+    return hashlib.sha256(topic.encode()).hexdigest()[:32]
 
 
 @dataclass(frozen=True)
@@ -130,44 +103,65 @@ def make_session(policy: EndpointPolicy, concurrency: int, timeout: float) -> ai
 
 class WebPushSender:
     def __init__(
-        self, session: aiohttp.ClientSession, signer: VapidSigner, policy: EndpointPolicy
+        self,
+        session: aiohttp.ClientSession,
+        keys: VapidKeys | VapidSigner,
+        policy: EndpointPolicy,
     ) -> None:
         self.session = session
-        self.signer = signer
+        self.keys = keys if isinstance(keys, VapidKeys) else VapidKeys.single(keys)
         self.policy = policy
 
-    def headers(self, device: Device, options: PushOptions) -> dict[str, str]:
+    def headers(
+        self, device: Device, options: PushOptions, signer: VapidSigner | None = None
+    ) -> dict[str, str]:
+        signer = signer or self.keys.signer(device.key_id)
         headers = {
             "TTL": str(options.ttl),
             "Content-Encoding": "aes128gcm",
             "Content-Type": "application/octet-stream",
-            "Authorization": self.signer.authorization(device.origin),
+            "Authorization": signer.authorization(device.origin),
         }
         if options.urgency:
             headers["Urgency"] = options.urgency
         if options.topic:
-            headers["Topic"] = options.topic
+            headers["Topic"] = topic_header(options.topic)
         return headers
 
     async def send(self, device: Device, payload: bytes, options: PushOptions) -> int:
         """Push once; returns the 2xx status or raises a PushError subclass.
 
-        `device` passed the endpoint policy when it was parsed; the session's
-        resolver checks the address again when it connects.
+        A device that names its VAPID key is signed with that key (UnknownVapidKey if
+        the service has none by that id). One that does not is signed with the current
+        key, and on a key mismatch with each other key in turn: a peer that does not
+        say which key a subscription was made with does not lose it to a rotation.
+        `device` passed the endpoint policy when it was parsed; the session's resolver
+        checks the address again when it connects.
         """
         body = encrypt(payload, device.p256dh, device.auth)
+        mismatch: VapidKeyMismatch | None = None
+        for _, signer in self.keys.candidates(device.key_id):
+            try:
+                return await self._post(
+                    device, body, self.headers(device, options, signer), len(payload)
+                )
+            except VapidKeyMismatch as exc:
+                mismatch = exc
+        assert mismatch is not None  # candidates() is never empty
+        raise mismatch
+
+    async def _post(
+        self, device: Device, body: bytes, headers: dict[str, str], payload_bytes: int
+    ) -> int:
         try:
             async with self.session.post(
-                device.endpoint,
-                data=body,
-                headers=self.headers(device, options),
-                allow_redirects=False,
+                device.endpoint, data=body, headers=headers, allow_redirects=False
             ) as response:
                 reason = ""
                 if response.status >= 300:
                     raw = await response.content.read(_REASON_BYTES)
-                    reason = raw.decode("utf-8", "replace").strip()
-                classify(response.status, response.headers, reason)
+                    reason = raw.decode("utf-8", "replace")
+                classify(response.status, response.headers, reason, payload_bytes)
                 return response.status
         except TimeoutError:
             raise TransientPushError("timed out") from None

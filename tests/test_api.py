@@ -152,7 +152,7 @@ async def test_vapid_public_key_is_the_configured_one(
     answer = await call(http, "GET", f"{service.base_url}/vapid_public_key")
 
     assert answer.status == 200
-    assert answer.json == {"public_key": vapid.public}
+    assert answer.json == {"public_key": vapid.public, "key_id": "default"}
 
 
 # --- broker down --------------------------------------------------------------------------

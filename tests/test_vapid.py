@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from push_service import vapid
 from push_service.config import Settings
-from push_service.errors import ConfigError, PermanentPushError
+from push_service.errors import ConfigError, PermanentPushError, UnknownVapidKey
 from push_service.vapid import (
     VapidSigner,
     b64url_decode,
@@ -28,6 +28,7 @@ from push_service.vapid import (
     private_key_raw_b64,
     public_key_b64,
 )
+from push_service.vapid_keys import load_vapid_keys
 
 
 def settings(**env: str) -> Settings:
@@ -296,3 +297,130 @@ def test_origin_cache_is_bounded_and_keeps_recently_used(
         signer.authorization(f"https://cold{i}.example", now=now)
         assert signer.authorization("https://hot.example", now=now) == hot  # still cached
     assert len(signer._cache) == 3
+
+
+# --- several keys (VAPID_KEYS, VAPID_CURRENT_KEY_ID) ----------------------------------------
+
+
+def test_several_keys_load_by_id_with_the_current_one_named() -> None:
+    old, new = generate_private_key(), generate_private_key()
+    keys = load_vapid_keys(
+        settings(
+            VAPID_PRIVATE_KEY=private_key_raw_b64(old),
+            VAPID_KEYS=f" new = {private_key_raw_b64(new)} ",
+            VAPID_CURRENT_KEY_ID="new",
+            VAPID_EMAIL="ops@example.com",
+        )
+    )
+    assert keys.ids == {"default", "new"} and keys.current_id == "new"
+    assert keys.public_key() == public_key_b64(new)
+    assert keys.public_key("default") == public_key_b64(old)
+    assert keys.key_id_of(public_key_b64(old) + "=") == "default"
+    assert keys.key_id_of(public_key_b64(generate_private_key())) is None
+    assert [k for k, _ in keys.candidates(None)] == ["new", "default"]
+    assert [k for k, _ in keys.candidates("default")] == ["default"]
+    assert private_key_raw_b64(old) in keys.secrets()
+    with pytest.raises(UnknownVapidKey, match=r"'gone'.*default, new"):
+        keys.signer("gone")
+    # One key, named by VAPID_KEYS only: it is the current one, VAPID_PRIVATE_KEY unneeded.
+    only = load_vapid_keys(
+        settings(NODE_ENV="production", VAPID_KEYS=f"k1={private_key_raw_b64(new)}",
+                 VAPID_EMAIL="ops@example.com")
+    )  # fmt: skip
+    assert (only.ids, only.current_id) == (frozenset({"k1"}), "k1")
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"VAPID_KEYS": "new"}, "VAPID_KEYS: entry 1 is not id=private_key"),
+        ({"VAPID_KEYS": "a b=xyz"}, "VAPID_KEYS: entry 1: a key id"),
+        ({"VAPID_KEYS": "a=x1,a=x2"}, "key id 'a' is given twice"),
+        ({"VAPID_CURRENT_KEY_ID": "no way"}, "VAPID_CURRENT_KEY_ID must be"),
+    ],
+)
+def test_malformed_key_settings_name_the_variable_not_the_key(
+    env: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message) as info:
+        settings(**env)
+    assert "xyz" not in str(info.value) and "x2" not in str(info.value)
+
+
+def test_key_set_errors_name_the_variable(tmp_path: Path) -> None:
+    one, two = (
+        private_key_raw_b64(generate_private_key()),
+        private_key_raw_b64(generate_private_key()),
+    )
+    cases = [
+        (
+            {"VAPID_PRIVATE_KEY": one, "VAPID_KEYS": f"default={two}"},
+            "'default' is VAPID_PRIVATE_KEY",
+        ),
+        ({"VAPID_PRIVATE_KEY": one, "VAPID_KEYS": f"b={one}"}, "'default' and 'b' are the same"),
+        ({"VAPID_PRIVATE_KEY": one, "VAPID_KEYS": f"b={two}"}, "VAPID_CURRENT_KEY_ID is required"),
+        ({"VAPID_KEYS": f"b={two}", "VAPID_CURRENT_KEY_ID": "c"}, "VAPID_CURRENT_KEY_ID 'c'"),
+        ({"VAPID_KEYS": "b=not-a-key-at-all"}, "VAPID_KEYS: key 'b' is not a usable"),
+        ({"VAPID_KEYS": f"b={two}", "VAPID_PUBLIC_KEY": "x"}, "VAPID_PUBLIC_KEY is set but"),
+        ({"NODE_ENV": "production", "VAPID_EMAIL": "ops@example.com"}, "VAPID_PRIVATE_KEY"),
+    ]
+    for env, message in cases:
+        with pytest.raises(ConfigError, match=message):
+            load_vapid_keys(settings(VAPID_KEY_FILE=str(tmp_path / "dev.pem"), **env))
+        assert not (tmp_path / "dev.pem").exists() or "VAPID_KEYS" not in env
+
+
+def test_without_keys_development_keeps_its_generated_default(tmp_path: Path) -> None:
+    key_file = str(tmp_path / "dev.pem")
+    first = load_vapid_keys(settings(VAPID_KEY_FILE=key_file))
+    second = load_vapid_keys(settings(VAPID_KEY_FILE=key_file))
+    assert first.ids == {"default"} and first.public_key() == second.public_key()
+
+
+def test_key_settings_are_never_shown() -> None:
+    private = private_key_raw_b64(generate_private_key())
+    shown = repr(settings(VAPID_KEYS=f"k={private}"))
+    assert private not in shown and "vapid_keys='***'" in shown
+
+
+# --- the subject, checked as Apple needs it ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "contact",
+    [
+        "dev@localhost",
+        "mailto:ops@push.localhost",
+        "ops@printer.local",
+        "ops@10.0.0.1",
+        "ops@site.test",
+        "ops@site.example",
+        "https://localhost:8443/contact",
+        "https://127.0.0.1/",
+        "https://intranet/",
+    ],
+)
+def test_a_contact_apple_refuses_stops_production_and_warns_in_development(
+    contact: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with pytest.raises(ConfigError, match=r"VAPID_EMAIL.*BadJwtToken"):
+        normalise_subject(contact, production=True)
+    with caplog.at_level(logging.WARNING, logger="push_service.vapid"):
+        assert normalise_subject(contact, production=False)
+    assert any("BadJwtToken" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize(
+    "contact", ["ops@example.com", "ops@mail.example.co.uk", "ops@xn--bcher-kva.example.org",
+                "ops@bücher.de", "https://push.example.com/contact"],
+)  # fmt: skip
+def test_a_public_contact_passes_in_production(contact: str) -> None:
+    assert normalise_subject(contact, production=True).endswith(contact.split(":")[-1])
+
+
+def test_the_service_refuses_to_start_with_a_localhost_contact_in_production() -> None:
+    env = {"NODE_ENV": "production", "VAPID_EMAIL": "mailto:push@localhost"}
+    with pytest.raises(ConfigError, match="VAPID_EMAIL"):
+        load_vapid_keys(
+            settings(VAPID_PRIVATE_KEY=private_key_raw_b64(generate_private_key()), **env)
+        )

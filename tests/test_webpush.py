@@ -299,12 +299,12 @@ async def test_send_includes_urgency_and_topic_when_given(
     ua = UserAgent()
     async with stub_server() as stub:
         sender = WebPushSender(session, signer, policy)
-        options = PushOptions(ttl=0, urgency="high", topic="news_1")
+        options = PushOptions(ttl=0, urgency="high", topic="news12")
         await sender.send(ua.device(f"{stub.base_url}/p", policy), b"{}", options)
         headers = stub.requests[0]["headers"]
     assert headers["TTL"] == "0"
     assert headers["Urgency"] == "high"
-    assert headers["Topic"] == "news_1"
+    assert headers["Topic"] == "news12"
 
 
 async def test_redirect_is_not_followed(
@@ -471,3 +471,30 @@ async def test_oversized_payload_is_not_sent(
         with pytest.raises(PayloadTooLarge):
             await WebPushSender(session, signer, policy).send(device, b"x" * 3994, PushOptions(1))
         assert stub.requests == []
+
+
+# --- the Topic header ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("topic", ["ab", "abc", "abcd", "news12", "A1b2C3d4" * 4])
+def test_a_topic_every_push_service_takes_is_sent_as_it_is(topic: str) -> None:
+    assert webpush.topic_header(topic) == topic
+
+
+@pytest.mark.parametrize(
+    "topic",
+    ["a", "abcde", "news_1", "order:7", "x.y", "a" * 33, "A1b2C3d4" * 8, "ä", "a-b"],
+)
+def test_any_other_topic_is_mapped_to_hex(topic: str) -> None:
+    header = webpush.topic_header(topic)
+    assert header != topic and len(header) == 32
+    assert header == webpush.topic_header(topic)  # the same topic replaces the same push
+
+
+@given(st.text(min_size=1, max_size=80))
+@settings(max_examples=300)
+def test_every_topic_header_is_one_mozilla_and_apple_take(topic: str) -> None:
+    header = webpush.topic_header(topic)
+    assert header.isascii() and header.isalnum()  # Mozilla: [A-Za-z0-9] only
+    assert 1 <= len(header) <= 32 and len(header) % 4 != 1  # Apple: valid base64url
+    b64url_decode(header)

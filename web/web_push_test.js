@@ -650,6 +650,52 @@
     }
   }
 
+  // ---------------------------------------------------------------- key rotation
+
+  // A subscription is bound to the VAPID key it was made with. When the server's
+  // current key (GET /vapid_public_key) is another one, replace the subscription at
+  // once, telling the server which one it replaces (old_endpoint, proven by its auth).
+  async function renewIfKeyChanged() {
+    let registration;
+    let keyBytes;
+    let old;
+    try {
+      registration = await state.readyPromise;
+      keyBytes = await ensureVapidKey();
+      old = await getExistingSubscription(registration);
+    } catch (_) {
+      return; // no worker or no key: already reported where it failed
+    }
+    const oldKey = subscriptionKey(old);
+    if (!old || !oldKey || sameBytes(oldKey, keyBytes) || Notification.permission !== 'granted') return;
+    if (state.busy) return; // a Subscribe in progress replaces it itself
+    setBusy(true);
+    try {
+      const oldJson = subscriptionJson(old);
+      const renewed = subscriptionJson(await obtainSubscription(registration, keyBytes));
+      const payload = {
+        endpoint: renewed.endpoint,
+        expirationTime: renewed.expirationTime === undefined ? null : renewed.expirationTime,
+        keys: renewed.keys,
+        old_endpoint: oldJson.endpoint,
+        old_keys: { auth: oldJson.keys && oldJson.keys.auth },
+      };
+      const userId = el.userId.value.trim();
+      if (userId) payload.user_id = userId;
+      const response = await fetchWithTimeout(SUBSCRIBE_URL, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
+        body: JSON.stringify(payload),
+      });
+      const body = await readJson(response);
+      if (!response.ok) throw new Error(`The server rejected the renewed subscription: ${errorMessageFrom(response, body)}`);
+      state.subscription = await getExistingSubscription(registration);
+      setText(el.subscription, 'The server\'s VAPID key changed: this browser subscribed again with the new key.', 'subscribed');
+    } finally {
+      setBusy(false);
+    }
+  }
+
   // ---------------------------------------------------------------- start-up
 
   // On every load: a subscription this browser already has is sent to the server again,
@@ -704,6 +750,7 @@
       setText(el.vapid, 'Not available', 'failed');
       showError(describeError(err));
     });
+    renewIfKeyChanged().catch((err) => showError(describeError(err)));
   }
 
   if (document.readyState === 'loading') {

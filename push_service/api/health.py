@@ -63,4 +63,6 @@ class HealthRoutes:
 
     async def vapid_public_key(self, request: Request) -> Response:
         # Revalidated rather than cached for long: a rotated key must reach new subscribers.
-        return json_response({"public_key": self.s.vapid_public_key}, cache=REVALIDATE)
+        keys = self.s.vapid_keys
+        body = {"public_key": keys.public_key(), "key_id": keys.current_id}
+        return json_response(body, cache=REVALIDATE)

@@ -94,6 +94,12 @@ class NotificationRoutes:
             notification = await self._parse(body)
         except ValidationError as exc:
             return error(400 if exc.code == "invalid_json" else 422, exc.code, exc.detail)
+        unknown_key = next(
+            (r for r in notification.rejected if r.reason == "unknown_vapid_key"), None
+        )
+        if unknown_key is not None:
+            # The caller can fix this now; from the queue the device would only fail.
+            return error(422, unknown_key.reason, unknown_key.detail)
         notification_id = notification.notification_id
         try:
             # The message as the peer sent it: the consumer validates it again, as it

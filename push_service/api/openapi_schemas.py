@@ -74,8 +74,16 @@ def _service_schemas() -> dict[str, Schema]:
             ("status", "rabbitmq", "redis"),
         ),
         "VapidPublicKey": _object(
-            {"public_key": {"type": "string", "pattern": B64URL, "minLength": 87}},
-            ("public_key",),
+            {
+                "public_key": {"type": "string", "pattern": B64URL, "minLength": 87},
+                "key_id": {
+                    "type": "string",
+                    "pattern": "^[A-Za-z0-9_.-]{1,32}$",
+                    "description": "The id of this key (VAPID_CURRENT_KEY_ID; `default`"
+                    " for VAPID_PRIVATE_KEY).",
+                },
+            },
+            ("public_key", "key_id"),
         ),
     }
 

@@ -15,6 +15,7 @@ from push_service.metrics import Metrics
 from push_service.models import Notification
 from push_service.registry import Subscription
 from push_service.status import StatusStore
+from push_service.vapid_keys import VapidKeys
 
 # publish(body, message_id, headers): confirmed by the broker, or BrokerUnavailable.
 Publish = Callable[[bytes, str, Mapping[str, str | int | bool]], Awaitable[None]]
@@ -30,7 +31,7 @@ class ApiServices:
     unsubscribe: Callable[[str, str], Awaitable[Subscription | None]]
     policy: EndpointPolicy
     metrics: Metrics
-    vapid_public_key: str
+    vapid_keys: VapidKeys  # current_id for new subscriptions; public_key(id), signer(id)
     readiness: Callable[[], Awaitable[dict[str, Any]]]
     rate_limiter: RateLimiter
     client_address: ClientAddress

@@ -99,7 +99,8 @@ class SubscribeRoute:
         except EndpointNotAllowed as exc:
             return error(422, "endpoint_not_allowed", exc.detail)
         try:
-            subscribed = await self.s.subscribe(_request(form, identity))
+            key_id = self.s.vapid_keys.current_id
+            subscribed = await self.s.subscribe(_request(form, identity, key_id))
             notification_id = None
             if subscribed.welcome:
                 notification_id = await self._welcome(request, identity, form.device)
@@ -193,7 +194,7 @@ def registry_unavailable() -> Response:
     )
 
 
-def _request(form: SubscribeForm, identity: Identity) -> SubscribeRequest:
+def _request(form: SubscribeForm, identity: Identity, key_id: str) -> SubscribeRequest:
     return SubscribeRequest(
         form.device,
         identity.user_id if identity.verified else None,
@@ -201,6 +202,8 @@ def _request(form: SubscribeForm, identity: Identity) -> SubscribeRequest:
         topics=form.topics,
         old_endpoint=form.old_endpoint,
         old_auth=form.old_auth,
+        # Browsers subscribe with the key /vapid_public_key names: the current one.
+        key_id=key_id,
     )
 
 

@@ -57,7 +57,38 @@ def service_values(env: Env) -> dict[str, Any]:
         "vapid_private_key": env.text("VAPID_PRIVATE_KEY"),
         "vapid_email": env.text("VAPID_EMAIL"),
         "vapid_key_file": env.text("VAPID_KEY_FILE", ".vapid-dev-key.pem"),
+        "vapid_keys": _vapid_keys(env, "VAPID_KEYS"),
+        "vapid_current_key_id": _key_id(env, "VAPID_CURRENT_KEY_ID"),
     }
+
+
+_KEY_ID = re.compile(r"[A-Za-z0-9_.-]{1,32}")
+
+
+def _key_id(env: Env, name: str) -> str:
+    value = env.text(name)
+    if value and not _KEY_ID.fullmatch(value):
+        raise ConfigError(f"{name} must be 1 to 32 letters, digits and _.-, got {value!r}")
+    return value
+
+
+def _vapid_keys(env: Env, name: str) -> tuple[tuple[str, str], ...]:
+    """`id=private,id=private`; the keys themselves are checked when they are loaded."""
+    pairs: dict[str, str] = {}
+    for number, item in enumerate(env.items(name, ()), 1):
+        key_id, sep, value = item.partition("=")
+        key_id = key_id.strip()
+        # Name the position or the id, never the value: it is a private key.
+        if not sep or not value.strip():
+            raise ConfigError(f"{name}: entry {number} is not id=private_key")
+        if not _KEY_ID.fullmatch(key_id):
+            raise ConfigError(
+                f"{name}: entry {number}: a key id is 1 to 32 letters, digits and _.-"
+            )
+        if key_id in pairs:
+            raise ConfigError(f"{name}: key id {key_id!r} is given twice")
+        pairs[key_id] = value.strip()
+    return tuple(pairs.items())
 
 
 def broker_values(env: Env) -> dict[str, Any]:

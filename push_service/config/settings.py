@@ -22,7 +22,7 @@ from push_service.config.sections import (
     PayloadFormat,
 )
 
-_SECRET_FIELDS = {"vapid_private_key", "api_tokens", "subscribe_jwt_secret"}
+_SECRET_FIELDS = {"vapid_private_key", "vapid_keys", "api_tokens", "subscribe_jwt_secret"}
 _URL_FIELDS = {"rabbitmq_urls", "redis_url", "user_service_url"}
 
 
@@ -58,6 +58,8 @@ class Settings:
     vapid_private_key: str = ""
     vapid_email: str = ""
     vapid_key_file: str = ".vapid-dev-key.pem"
+    vapid_keys: tuple[tuple[str, str], ...] = ()  # (id, private key): VAPID_KEYS
+    vapid_current_key_id: str = ""  # "": the only key (VAPID_PRIVATE_KEY is id "default")
     push_endpoint_allowlist: tuple[str, ...] = DEFAULT_ALLOWLIST
     push_allow_http: bool = False
     push_default_ttl_seconds: int = 24 * 3600

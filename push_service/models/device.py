@@ -41,6 +41,7 @@ class Device(msgspec.Struct, frozen=True):
     key: str = ""  # the device id in Redis; derived from the endpoint once, at parse time
     p256dh_b64: str = ""  # the keys as the subscription gave them (base64url)
     auth_b64: str = ""
+    key_id: str | None = None  # the VAPID key it was made with, when the message says
 
     def __post_init__(self) -> None:
         if not self.key:
@@ -53,10 +54,13 @@ class Device(msgspec.Struct, frozen=True):
 
     def subscription(self) -> dict[str, Any]:
         """The PushSubscription JSON of this device, as a queue message lists it."""
-        return {
+        subscription: dict[str, Any] = {
             "endpoint": self.endpoint,
             "keys": {"p256dh": self.p256dh_b64, "auth": self.auth_b64},
         }
+        if self.key_id is not None:
+            subscription["vapid_key_id"] = self.key_id
+        return subscription
 
 
 class RejectedDevice(msgspec.Struct, frozen=True):
@@ -99,8 +103,22 @@ def _public_key(text: str) -> ec.EllipticCurvePublicKey:
         raise ValidationError("invalid_keys", "keys.p256dh is not a point on P-256") from None
 
 
-def device_from(subscription: wire.DeviceSubscription, policy: EndpointPolicy) -> Device:
-    """Vet the endpoint and decode the keys of a decoded subscription; raises ValidationError."""
+def device_from(
+    subscription: wire.DeviceSubscription,
+    policy: EndpointPolicy,
+    key_ids: frozenset[str] | None = None,
+) -> Device:
+    """Vet the endpoint and decode the keys of a decoded subscription; raises ValidationError.
+
+    `key_ids`: the VAPID key ids a device may name (None: not checked here).
+    """
+    key_id = subscription.vapid_key_id
+    if key_id is not None and key_ids is not None and key_id not in key_ids:
+        raise ValidationError(
+            "unknown_vapid_key",
+            f"vapid_key_id {key_id!r} is not a key of this service"
+            f" (known: {', '.join(sorted(key_ids))})",
+        )
     try:
         checked = policy.check(subscription.endpoint)
     except EndpointNotAllowed as exc:
@@ -115,6 +133,7 @@ def device_from(subscription: wire.DeviceSubscription, policy: EndpointPolicy) -
         device_key(subscription.endpoint),
         keys.p256dh,
         keys.auth,
+        key_id,
     )
 
 

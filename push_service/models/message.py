@@ -46,11 +46,13 @@ def parse_notification(
     max_devices: int = 10_000,
     *,
     payload_format: PayloadFormat = "classic",
+    key_ids: frozenset[str] | None = None,
 ) -> Notification:
     """A queue message; raises ValidationError (which dead-letters it).
 
     `payload_format` is the service's default (PUSH_PAYLOAD_FORMAT), for messages
-    that do not say.
+    that do not say. `key_ids`: the VAPID key ids a device may name (None: any); a
+    device naming another fails alone with reason `unknown_vapid_key`.
     """
     message = decode_message(body)
     if message.payload_format is None:
@@ -59,7 +61,7 @@ def parse_notification(
     if len(message.devices) > max_devices:
         raise ValidationError("too_many_devices", f"at most {max_devices} devices per message")
     notification_id = str(message.notification_id)  # a JSON integer becomes its digits
-    devices, rejected = _devices(message.devices, policy)
+    devices, rejected = _devices(message.devices, policy, key_ids)
     return Notification(
         notification_id=notification_id,
         user_id=None if message.user_id is None else str(message.user_id),
@@ -74,7 +76,7 @@ def parse_notification(
 
 
 def _devices(
-    raws: list[msgspec.Raw], policy: EndpointPolicy
+    raws: list[msgspec.Raw], policy: EndpointPolicy, key_ids: frozenset[str] | None
 ) -> tuple[tuple[Device, ...], tuple[RejectedDevice, ...]]:
     """Each device on its own; the same endpoint twice is taken once (the first)."""
     devices: dict[str, Device] = {}
@@ -91,7 +93,7 @@ def _devices(
         if name in devices or name in rejected:
             continue  # the same endpoint twice would be pushed twice
         try:
-            devices[name] = device_from(subscription, policy)
+            devices[name] = device_from(subscription, policy, key_ids)
         except ValidationError as exc:
             rejected[name] = RejectedDevice(name[:MAX_URL], exc.code, exc.detail)
     return tuple(devices.values()), tuple(rejected.values())

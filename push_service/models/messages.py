@@ -71,6 +71,9 @@ DEVICE = {
     "keys": FieldErrors("invalid_keys", "keys must be an object with p256dh and auth"),
     "keys.p256dh": FieldErrors("invalid_keys", "keys.p256dh must be a base64url string"),
     "keys.auth": FieldErrors("invalid_keys", "keys.auth must be a base64url string"),
+    "vapid_key_id": FieldErrors(
+        "unknown_vapid_key", "vapid_key_id must be 1 to 32 letters, digits and _.-"
+    ),
 }
 DEVICE_ROOT = ("invalid_subscription", "subscription must be an object")
 
@@ -130,7 +133,7 @@ MESSAGE = {
         "invalid_ttl", f"ttl must be an integer from 0 to {MAX_TTL_SECONDS} seconds"
     ),
     "urgency": FieldErrors("invalid_urgency", "urgency must be one of very-low, low, normal, high"),
-    "topic": FieldErrors("invalid_topic", "topic must be 1 to 32 base64url characters"),
+    "topic": FieldErrors("invalid_topic", "topic must be 1 to 64 letters, digits and _.:-"),
     "payload_format": FieldErrors(
         "invalid_payload_format", "payload_format must be classic or declarative"
     ),

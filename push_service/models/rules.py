@@ -36,9 +36,11 @@ INT64_MIN: Final = -(2**63)
 _END = r"(?![\s\S])"
 ID_REGEX: Final = r"^[A-Za-z0-9][A-Za-z0-9._:@/+=-]{0,127}" + _END
 ID_PATTERN: Final = re.compile(ID_REGEX)
-TOPIC_REGEX: Final = r"^[A-Za-z0-9_-]{1,32}" + _END
-# A subscription's topics (an audience to send to), not the Topic header above.
-TOPIC_NAME_REGEX: Final = r"^[A-Za-z0-9_.:-]{1,64}" + _END
+# Any such topic is sent: one that no push service takes as it is is mapped (webpush.topic_header).
+TOPIC_REGEX: Final = r"^[A-Za-z0-9_.:-]{1,64}" + _END
+VAPID_KEY_ID_REGEX: Final = r"^[A-Za-z0-9_.-]{1,32}" + _END
+# A subscription's topics (an audience to send to): the same names as a message's topic.
+TOPIC_NAME_REGEX: Final = TOPIC_REGEX
 MAX_TOPICS: Final = 100
 # No control characters anywhere: browsers drop tabs and newlines inside a URL, so
 # "java\tscript:" would become a script URL after this check.

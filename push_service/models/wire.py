@@ -39,6 +39,7 @@ from push_service.models.rules import (
     TOPIC_NAME_REGEX,
     TOPIC_REGEX,
     UINT32_MAX,
+    VAPID_KEY_ID_REGEX,
     Direction,
     PayloadFormat,
     Urgency,
@@ -105,6 +106,14 @@ class DeviceSubscription(msgspec.Struct):
         ),
     ]
     keys: SubscriptionKeys
+    vapid_key_id: Annotated[
+        Annotated[str, Meta(pattern=VAPID_KEY_ID_REGEX)] | None,
+        Meta(
+            description="In a queue message: the id of the service's VAPID key this"
+            " subscription was made with (the registry's key_id); default: the current"
+            " key, then the others. An id the service does not have fails the device."
+        ),
+    ] = None
 
 
 TopicName = Annotated[str, Meta(pattern=TOPIC_NAME_REGEX, title="topic name")]
