@@ -33,6 +33,7 @@ from tests.support import (
     final_record,
     stub_server,
     unique,
+    wait_until,
 )
 
 SECRET = "s" * 40
@@ -240,11 +241,21 @@ async def test_a_verified_subscriber_is_reported_and_impostors_are_refused(
         assert 'error="invalid_token"' in forged.headers["WWW-Authenticate"]
         answer = await subscribe(http, service, subscription, token({"sub": "alice"}))
         assert answer.status == 202, answer.text
-        record = await device_outcome(http, service, answer.json["notification_id"])
+        notification_id = answer.json["notification_id"]
+        record = await device_outcome(http, service, notification_id)
         assert record["user_id"] == "alice"
         assert record["user_verified"] is True
-        assert record["devices"][0]["deactivation"] == "ok"
-    assert [r["json"]["user_id"] for r in users.requests] == ["alice"]
+
+        async def answered() -> bool:  # the relay reports it off the delivery path
+            record = await device_outcome(http, service, notification_id)
+            return bool(record["devices"][0]["deactivation"] == "ok")
+
+        await wait_until(answered, message="the deactivation to be answered")
+    told = [(r["path"], r["json"]["user_id"]) for r in users.requests]
+    assert told == [
+        ("/api/v1/push-subscriptions", "alice"),  # registered, then found gone
+        ("/api/v1/push-subscriptions/deactivate", "alice"),
+    ]
 
 
 @pytest.mark.e2e

@@ -16,6 +16,7 @@ import orjson
 from push_service.deadline import from_iso, to_iso
 
 DEVICE_FIELDS = ("d:", "r:", "x:")  # final outcome, waiting for a retry, dead-lettered
+ANSWER_FIELD = "u:"  # the User Service's answer to a device's report
 COUNTS = ("sent", "failed", "devices_total", "refused_messages")
 
 
@@ -120,8 +121,11 @@ def to_record(raw: dict[str, str]) -> dict[str, Any]:
     """The hash as the JSON record `GET /notifications/{id}` serves."""
     record: dict[str, Any] = {}
     devices: dict[str, dict[str, Any]] = {}
+    answers: dict[str, str] = {}
     for name, value in raw.items():
-        if name[:2] in DEVICE_FIELDS:
+        if name[:2] == ANSWER_FIELD:
+            answers[name[2:]] = value
+        elif name[:2] in DEVICE_FIELDS:
             device = orjson.loads(value)
             # A final outcome wins over a retrying entry left by a crash in between.
             if name[:2] == "d:" or name[2:] not in devices:
@@ -132,5 +136,8 @@ def to_record(raw: dict[str, str]) -> dict[str, Any]:
             record[name] = value == "true"
         elif name != "fingerprint":
             record[name] = value or None
+    for device_id, answer in answers.items():
+        if device_id in devices:  # the User Service's answer may be written before the outcome
+            devices[device_id]["deactivation"] = answer
     record["devices"] = sorted(devices.values(), key=lambda d: d.get("at", ""))
     return record

@@ -112,14 +112,19 @@ redis.call('EXPIRE', key, ttl)
 return 'failed'
 """
 
-# ARGV: device id, outcome. The outcome of a report to the User Service about a device
-# whose final outcome is on record; nothing is written to a record that has expired.
+# ARGV: device id, outcome. What the User Service made of a device's report. Kept in
+# `u:<device>` as well as in the device's outcome: the report is made durable before that
+# outcome is written, so its answer can come first. Nothing is written to a record that
+# has expired (a bare field without the record's TTL would never go away).
 DEACTIVATION = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'u:' .. ARGV[1], ARGV[2])
 local field = 'd:' .. ARGV[1]
 local raw = redis.call('HGET', KEYS[1], field)
-if not raw then return 0 end
-local device = cjson.decode(raw)
-device['deactivation'] = ARGV[2]
-redis.call('HSET', KEYS[1], field, cjson.encode(device))
+if raw then
+  local device = cjson.decode(raw)
+  device['deactivation'] = ARGV[2]
+  redis.call('HSET', KEYS[1], field, cjson.encode(device))
+end
 return 1
 """
