@@ -70,7 +70,7 @@ class World:
 
     async def registered(self, endpoint: str) -> dict[str, str]:
         key = f"{self.service.prefix}sub:{device_key(endpoint)}"
-        found: dict[str, str] = await self.redis.hgetall(key)
+        found: dict[str, str] = await self.redis.hgetall(key)  # type: ignore[assignment]
         return found
 
     def reports(self, path: str) -> list[dict[str, Any]]:
