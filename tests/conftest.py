@@ -10,6 +10,7 @@ import aiohttp
 import pytest
 import redis.asyncio as redis
 
+from tests.rabbit_cluster import RabbitCluster, rabbit_cluster
 from tests.support import (
     REDIS_URL,
     PushServer,
@@ -87,3 +88,10 @@ async def service_factory(
         async for key in redis_client.scan_iter(match=f"{service.prefix}*", count=1000):
             with contextlib.suppress(Exception):
                 await redis_client.delete(key)
+
+
+@pytest.fixture
+async def private_broker() -> AsyncIterator[RabbitCluster]:
+    """A RabbitMQ node of the test's own: stopping it disturbs nobody else."""
+    async with rabbit_cluster(size=1) as cluster:
+        yield cluster

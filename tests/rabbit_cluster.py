@@ -229,3 +229,15 @@ async def rabbit_cluster(size: int = 3) -> AsyncIterator[RabbitCluster]:
     finally:
         await cluster.stop()
         shutil.rmtree(home, ignore_errors=True)
+
+
+@contextlib.asynccontextmanager
+async def broker_stopped(cluster: RabbitCluster) -> AsyncIterator[None]:
+    """The first node's RabbitMQ application stopped for the block, then started again."""
+    node = cluster.nodes[0]
+    await cluster.rabbitmqctl(node, "stop_app")
+    try:
+        yield
+    finally:
+        await cluster.rabbitmqctl(node, "start_app")
+        await cluster.rabbitmqctl(node, "await_startup")

@@ -192,6 +192,11 @@ class Rabbit:
             confirm = await channel.basic_publish(body, routing_key=queue, properties=properties)
         assert isinstance(confirm, spec.Basic.Ack)
 
+    async def declare(self, queue: str) -> None:
+        """Declare a queue as peers do (durable, no arguments); the service adopts it."""
+        channel = await self._channel()
+        await channel.queue_declare(queue, durable=True)
+
     async def count(self, queue: str) -> int:
         channel = await self._channel()
         ok = await channel.queue_declare(queue, passive=True)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import signal
 import time
-from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -18,7 +17,7 @@ import redis.asyncio as redis
 
 from push_service.topology import Topology, declare_topology
 from tests.conftest import ServiceFactory
-from tests.rabbit_cluster import RabbitCluster, rabbit_cluster
+from tests.rabbit_cluster import RabbitCluster, broker_stopped
 from tests.support import (
     Rabbit,
     Service,
@@ -55,24 +54,6 @@ async def statuses(client: redis.Redis, service: Service, ids: list[str]) -> lis
 async def http_status(url: str) -> int:
     async with aiohttp.ClientSession() as session, session.get(url) as response:
         return response.status
-
-
-@pytest.fixture
-async def private_broker() -> AsyncIterator[RabbitCluster]:
-    """A RabbitMQ node of the test's own: stopping it disturbs nobody else."""
-    async with rabbit_cluster(size=1) as cluster:
-        yield cluster
-
-
-@contextlib.asynccontextmanager
-async def broker_stopped(cluster: RabbitCluster) -> AsyncIterator[None]:
-    node = cluster.nodes[0]
-    await cluster.rabbitmqctl(node, "stop_app")
-    try:
-        yield
-    finally:
-        await cluster.rabbitmqctl(node, "start_app")
-        await cluster.rabbitmqctl(node, "await_startup")
 
 
 async def test_nothing_lost_across_broker_and_redis_faults(
