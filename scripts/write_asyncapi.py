@@ -9,6 +9,7 @@ after changing push_service/api/asyncapi*.py or event_schemas.py.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -23,22 +24,20 @@ HEADER = """\
 """
 
 
-class _Dumper(yaml.SafeDumper):
-    """Multi-line text as a literal block, readable as it was written."""
-
-
 def _text(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:
     style = "|" if "\n" in text else None
     return dumper.represent_scalar("tag:yaml.org,2002:str", text, style=style)
 
 
+# A SafeDumper of our own (yaml's is shared): multi-line text as a literal block.
+_Dumper: Any = type("_Dumper", (yaml.SafeDumper,), {})
 _Dumper.add_representer(str, _text)
 
 
 def render() -> str:
     document = asyncapi_document(Addresses.of(Settings()))
     body = yaml.dump(document, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=88)
-    return HEADER + body
+    return HEADER + str(body)
 
 
 def main() -> None:
