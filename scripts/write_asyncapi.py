@@ -8,6 +8,8 @@ after changing push_service/api/asyncapi*.py or event_schemas.py.
 
 from __future__ import annotations
 
+import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +42,22 @@ def render() -> str:
     return HEADER + str(body)
 
 
-def main() -> None:
-    TARGET.write_text(render(), encoding="utf-8")
-    print(f"wrote {TARGET}")
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--output", type=Path, default=TARGET, help="default: %(default)s")
+    parser.add_argument(
+        "--check", action="store_true", help="write nothing; exit 1 if the file is stale"
+    )
+    args = parser.parse_args()
+    text = render()
+    if args.check:
+        current = args.output.read_text(encoding="utf-8") if args.output.exists() else ""
+        print(f"{args.output}: {'up to date' if current == text else 'stale'}")
+        return 0 if current == text else 1
+    args.output.write_text(text, encoding="utf-8")
+    print(f"wrote {args.output}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
