@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NODE_DIR := tests/pushserver
 PEERS_DIR := tests/peers
+ASYNCAPI_DIR := tests/asyncapi
 
 LOCK := requirements/dev.txt
 
@@ -27,12 +28,14 @@ services:
 run: $(STAMP) services
 	$(BIN)/push-service
 
-# npm folders: web-push-testing (the tests' push service) and amqplib (a peer's AMQP client).
+# npm folders: web-push-testing (the tests' push service), amqplib (a peer's AMQP client)
+# and @asyncapi/specs (the AsyncAPI JSON Schemas /asyncapi.json is validated against).
 %/node_modules/.installed: %/package.json %/package-lock.json
 	npm ci --silent --no-audit --no-fund --prefix $*
 	touch $@
 
-test: $(STAMP) $(NODE_DIR)/node_modules/.installed $(PEERS_DIR)/node_modules/.installed services
+test: $(STAMP) $(NODE_DIR)/node_modules/.installed $(PEERS_DIR)/node_modules/.installed \
+		$(ASYNCAPI_DIR)/node_modules/.installed services
 	@scripts/ensure_browser.sh
 	$(BIN)/pytest $(PYTEST_ARGS)
 
@@ -69,7 +72,7 @@ audit: ## pip-audit the locks (fails on a known vulnerability)
 
 clean:
 	rm -rf $(VENV) .venv-lock .venv-deploy build dist *.egg-info $(NODE_DIR)/node_modules \
-		$(PEERS_DIR)/node_modules .pytest_cache .mypy_cache
+		$(PEERS_DIR)/node_modules $(ASYNCAPI_DIR)/node_modules .pytest_cache .mypy_cache
 
 # ---- containers --------------------------------------------------------------
 # Picks the first compose that works. Override with: make up COMPOSE="podman-compose"

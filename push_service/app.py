@@ -20,6 +20,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from push_service import amqp_timestamps, redis_client
 from push_service.api import ApiServices, http_error, routes, server_error
+from push_service.api.asyncapi import Addresses
 from push_service.api.auth import PeerAuth
 from push_service.api.headers import SecurityHeadersMiddleware
 from push_service.api.identity import SubscriberVerifier
@@ -350,6 +351,7 @@ def api_services(runtime: Runtime) -> ApiServices:
             payload_format=settings.push_payload_format,
             key_ids=runtime.keys.ids,
         ),
+        addresses=Addresses.of(settings),
     )
 
 

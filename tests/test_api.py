@@ -594,6 +594,7 @@ async def test_answers_carry_nosniff_and_a_fitting_cache_control(
         ("GET", "/ready", {}, 200, "no-store"),
         ("GET", "/vapid_public_key", {}, 200, "no-cache"),
         ("GET", "/openapi.json", {}, 200, "no-cache"),
+        ("GET", "/asyncapi.json", {}, 200, "no-cache"),
         ("GET", "/notifications/unknown-id", {}, 404, "no-store"),
         ("GET", "/no/such/path", {}, 404, "no-store"),
         ("PUT", "/subscribe", {}, 405, "no-store"),

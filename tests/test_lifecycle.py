@@ -11,11 +11,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+import jsonschema
 import jwt
 import orjson
 import pytest
 import redis.asyncio as redis
 
+from push_service.api.event_schemas import event_schemas
 from push_service.models import device_key
 from tests.conftest import ServiceFactory
 from tests.event_listener import EventListener, event_listener
@@ -101,6 +103,11 @@ async def world(
             EVENTS_EXCHANGE=exchange,
         )
         yield World(service, users, events, pushserver, vapid, http, redis_client)
+    # Every event any test saw is what /asyncapi.json promises.
+    schemas = event_schemas()
+    for event in events.events:
+        document = {k: v for k, v in event.items() if not k.startswith("_")}
+        jsonschema.Draft202012Validator(schemas[event["event"]]).validate(document)
 
 
 async def test_a_verified_subscription_is_registered_once_and_a_resync_is_quiet(

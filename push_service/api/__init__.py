@@ -3,7 +3,9 @@
 - `health`: liveness, readiness, VAPID key; `subscribe`: browsers' subscriptions;
 - `notifications`: status and publishing for peer services (token: `auth`);
 - `metrics`: Prometheus text, on the API port and on `METRICS_PORT`;
-- `docs`, `openapi`, `schemas`: the API and the queue message described;
+- `docs`, `openapi` (`openapi_schemas`, `openapi_subscribe`), `schemas`: the API and the
+  queue message described; `asyncapi` (`asyncapi_messages`, `event_schemas`): the queue
+  and the events exchange described;
 - `pages`: the browser test page; `headers`, `responses`: what every answer carries.
 """
 
@@ -31,14 +33,14 @@ log = logging.getLogger(__name__)
 
 def routes(services: ApiServices) -> list[Route]:
     metrics = services.peers.internal(MetricsRoute(services.metrics).metrics_text)
-    return [
+    served = [
         *HealthRoutes(services).routes(),
         *SubscribeRoute(services).routes(),
         *NotificationRoutes(services).routes(),
         Route("/metrics", metrics, methods=["GET"]),
-        *DocumentRoutes().routes(),
         *TestPageRoutes().routes(),
     ]
+    return [*served, *DocumentRoutes(services.addresses, served).routes()]
 
 
 async def http_error(request: Request, exc: Exception) -> Response:

@@ -1,4 +1,5 @@
-"""The API described: `/openapi.json`, `/docs` (Swagger UI) and the queue message's schema.
+"""The API described: `/openapi.json`, `/asyncapi.json`, `/docs` (Swagger UI) and the
+queue message's schema.
 
 Swagger UI's files come from the `swagger-ui-py` package (no CDN). The page loads
 them and a small initialiser from this service only; its CSP admits nothing else.
@@ -7,6 +8,7 @@ them and a small initialiser from this service only; its CSP admits nothing else
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Sequence
 from pathlib import Path
 
 import orjson
@@ -15,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
+from push_service.api.asyncapi import Addresses, asyncapi_document
 from push_service.api.openapi import openapi_document
 from push_service.api.responses import REVALIDATE, error, json_response
 from push_service.api.schemas import notification_schema
@@ -74,13 +77,22 @@ def page_headers(media_type: str, cache: str = REVALIDATE) -> dict[str, str]:
 
 
 class DocumentRoutes:
-    def __init__(self) -> None:
-        self.openapi = orjson.dumps(openapi_document())
+    """`served`: the app's other routes; the OpenAPI document describes only what is routed."""
+
+    def __init__(self, addresses: Addresses, served: Sequence[Route]) -> None:
+        routed = {
+            (method, route.path_format)
+            for route in [*served, *self.routes()]
+            for method in route.methods or ()
+        }
+        self.openapi = orjson.dumps(openapi_document(routed))
+        self.asyncapi = orjson.dumps(asyncapi_document(addresses))
         self.assets = swagger_ui_directory()
 
     def routes(self) -> list[Route]:
         return [
             Route("/openapi.json", self.openapi_json, methods=["GET"]),
+            Route("/asyncapi.json", self.asyncapi_json, methods=["GET"]),
             Route("/schemas/notification.json", self.notification_schema, methods=["GET"]),
             Route("/docs", self.docs, methods=["GET"]),
             Route("/docs/{name}", self.docs_asset, methods=["GET"]),
@@ -89,6 +101,11 @@ class DocumentRoutes:
     async def openapi_json(self, request: Request) -> Response:
         return Response(
             self.openapi, headers={"Content-Type": "application/json", "Cache-Control": REVALIDATE}
+        )
+
+    async def asyncapi_json(self, request: Request) -> Response:
+        return Response(
+            self.asyncapi, headers={"Content-Type": "application/json", "Cache-Control": REVALIDATE}
         )
 
     async def notification_schema(self, request: Request) -> Response:

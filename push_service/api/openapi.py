@@ -1,71 +1,40 @@
 """The OpenAPI 3.1 document of the HTTP API, served at `/openapi.json`.
 
 Written out rather than derived from the routes: Starlette knows paths and
-methods, not bodies, answers or limits. `tests/test_api_openapi.py` checks it
-with openapi-spec-validator and runs schemathesis against the live service, so
-the document and the code cannot drift apart unnoticed.
+methods, not bodies, answers or limits. The served copy keeps only the operations
+the app routes, so an operation described ahead of its code is not advertised.
+Self-contained: the queue message's schema is a component, not a link to
+/schemas/notification.json, so a generator given this file alone resolves every
+`$ref`. `tests/test_api_openapi.py` checks it with openapi-spec-validator and runs
+schemathesis against the live service, so the document and the code cannot drift
+apart unnoticed.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from push_service import __version__
-from push_service.api.openapi_schemas import ID_REGEX, schemas, security_schemes
+from push_service.api.openapi_schemas import (
+    ID_REGEX,
+    JSON,
+    answer,
+    errors,
+    headers,
+    json_body,
+    ref,
+    reusable_responses,
+    schemas,
+    security_schemes,
+)
+from push_service.api.openapi_subscribe import subscribe_paths, subscription_schemas
+from push_service.api.schemas import notification_components
 
 Operation = dict[str, Any]
 PEER: list[dict[str, list[str]]] = [{"peerToken": []}]
-JSON = "application/json"
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _answer(description: str, schema: str, headers: tuple[str, ...] = ()) -> Operation:
-    answer: Operation = {"description": description, "content": {JSON: {"schema": _ref(schema)}}}
-    if headers:
-        answer["headers"] = {name: {"$ref": f"#/components/headers/{name}"} for name in headers}
-    return answer
-
-
-def _errors(*codes: int) -> dict[str, Any]:
-    return {str(code): {"$ref": f"#/components/responses/{code}"} for code in codes}
-
-
-def _reusable_responses() -> dict[str, Any]:
-    def err(description: str, *headers: str) -> Operation:
-        return _answer(description, "Error", headers)
-
-    return {
-        "400": err("Malformed JSON (`invalid_json`)."),
-        "401": err(
-            "Missing or wrong credentials (`unauthorized`, `invalid_token`).", "WWW-Authenticate"
-        ),
-        "403": err("The body's user_id is not the token's (`user_id_mismatch`)."),
-        "404": err("Unknown, expired or not served (`not_found`)."),
-        "408": err("The request body did not arrive within HTTP_READ_TIMEOUT_SECONDS."),
-        "413": err("The request body is too large (`request_too_large`)."),
-        "415": err("Content-Type is not application/json (`unsupported_media_type`)."),
-        "422": err("Valid JSON that is not acceptable; `error` names the problem."),
-        "429": err("Too many requests from this client (`rate_limited`).", "Retry-After"),
-        "503": err("RabbitMQ or Redis is unavailable; nothing was published.", "Retry-After"),
-    }
-
-
-def _headers() -> dict[str, Any]:
-    def header(description: str, kind: str = "string") -> Operation:
-        return {"description": description, "required": True, "schema": {"type": kind}}
-
-    return {
-        "Retry-After": header("Seconds to wait before trying again.", "integer"),
-        "WWW-Authenticate": header('`Bearer realm="push_service"` (RFC 6750).'),
-        "Location": header("The status record's path."),
-    }
-
-
-def _json_body(schema: Operation, description: str) -> Operation:
-    return {"required": True, "description": description, "content": {JSON: {"schema": schema}}}
+# (method, path) pairs, as Starlette routes them: "GET", "/notifications/{notification_id}".
+Operations = Collection[tuple[str, str]]
 
 
 def _service_paths() -> dict[str, Any]:
@@ -75,7 +44,7 @@ def _service_paths() -> dict[str, Any]:
                 "summary": "Liveness, with the state of RabbitMQ and Redis",
                 "operationId": "health",
                 "tags": ["service"],
-                "responses": {"200": _answer("The process is alive.", "Health")},
+                "responses": {"200": answer("The process is alive.", "Health")},
             }
         },
         "/ready": {
@@ -84,8 +53,8 @@ def _service_paths() -> dict[str, Any]:
                 "operationId": "ready",
                 "tags": ["service"],
                 "responses": {
-                    "200": _answer("Ready.", "Ready"),
-                    "503": _answer("Not ready; see which dependency.", "Ready"),
+                    "200": answer("Ready.", "Ready"),
+                    "503": answer("Not ready; see which dependency.", "Ready"),
                 },
             }
         },
@@ -94,7 +63,7 @@ def _service_paths() -> dict[str, Any]:
                 "summary": "The VAPID public key browsers subscribe with (applicationServerKey)",
                 "operationId": "vapidPublicKey",
                 "tags": ["browser"],
-                "responses": {"200": _answer("The key.", "VapidPublicKey")},
+                "responses": {"200": answer("The key.", "VapidPublicKey")},
             }
         },
         "/metrics": {
@@ -108,33 +77,10 @@ def _service_paths() -> dict[str, Any]:
                         "description": "Prometheus text format 0.0.4.",
                         "content": {"text/plain": {"schema": {"type": "string"}}},
                     },
-                    **_errors(401),
+                    **errors(401),
                 },
             }
         },
-    }
-
-
-def _subscribe_path() -> dict[str, Any]:
-    return {
-        "/subscribe": {
-            "post": {
-                "summary": "Register a browser's PushSubscription; queues a welcome notification",
-                "operationId": "subscribe",
-                "tags": ["browser"],
-                "security": [{}, {"subscriberJwt": []}],
-                "requestBody": _json_body(
-                    _ref("PushSubscription"), "A PushSubscription, optionally with user_id."
-                ),
-                "responses": {
-                    "202": _answer(
-                        "Valid; the welcome notification is confirmed by the broker.",
-                        "SubscribeAccepted",
-                    ),
-                    **_errors(400, 401, 403, 408, 413, 415, 422, 429, 503),
-                },
-            }
-        }
     }
 
 
@@ -144,15 +90,15 @@ def _notification_paths() -> dict[str, Any]:
         "operationId": "publishNotification",
         "tags": ["internal"],
         "security": PEER,
-        "requestBody": _json_body(
-            _ref("Notification"),
-            "The queue message; its JSON Schema is at /schemas/notification.json.",
+        "requestBody": json_body(
+            ref("Notification"),
+            "The queue message (its JSON Schema is also served at /schemas/notification.json).",
         ),
         "responses": {
-            "202": _answer(
+            "202": answer(
                 "Confirmed by the broker; poll status_url.", "PublishAccepted", ("Location",)
             ),
-            **_errors(400, 401, 408, 413, 415, 422, 503),
+            **errors(400, 401, 408, 413, 415, 422, 503),
         },
     }
     status = {
@@ -169,8 +115,8 @@ def _notification_paths() -> dict[str, Any]:
             }
         ],
         "responses": {
-            "200": _answer("The record; devices by id and push-service origin.", "StatusRecord"),
-            **_errors(401, 404, 503),
+            "200": answer("The record; devices by id and push-service origin.", "StatusRecord"),
+            **errors(401, 404, 503),
         },
     }
     return {
@@ -180,9 +126,9 @@ def _notification_paths() -> dict[str, Any]:
 
 
 def _document_paths() -> dict[str, Any]:
-    def get(operation_id: str, summary: str, ok: Operation, *errors: int) -> dict[str, Any]:
+    def get(operation_id: str, summary: str, ok: Operation, *codes: int) -> dict[str, Any]:
         operation = {"summary": summary, "operationId": operation_id, "tags": ["documents"]}
-        return {"get": {**operation, "responses": {"200": ok, **_errors(*errors)}}}
+        return {"get": {**operation, "responses": {"200": ok, **errors(*codes)}}}
 
     def content(media_type: str, description: str) -> Operation:
         return {"description": description, "content": {media_type: {"schema": {"type": "string"}}}}
@@ -201,6 +147,11 @@ def _document_paths() -> dict[str, Any]:
             "openapi",
             "This document",
             {"description": "OpenAPI 3.1.", "content": {JSON: {"schema": {"type": "object"}}}},
+        ),
+        "/asyncapi.json": get(
+            "asyncapi",
+            "AsyncAPI 3.0 of the notification queue and the events exchange",
+            {"description": "AsyncAPI 3.0.", "content": {JSON: {"schema": {"type": "object"}}}},
         ),
         "/schemas/notification.json": get(
             "notificationSchema",
@@ -229,7 +180,29 @@ def _document_paths() -> dict[str, Any]:
     }
 
 
-def openapi_document() -> dict[str, Any]:
+def _component_schemas() -> dict[str, Any]:
+    own = {**schemas(), **subscription_schemas()}
+    return {**own, **notification_components(frozenset(own))}
+
+
+def _routed_only(paths: dict[str, Any], routed: Operations) -> dict[str, Any]:
+    """The operations the app routes: one described ahead of its code is left out."""
+    served = {(method.lower(), path) for method, path in routed}
+    kept = {
+        path: {method: op for method, op in item.items() if (method, path) in served}
+        for path, item in paths.items()
+    }
+    return {path: item for path, item in kept.items() if item}
+
+
+def openapi_document(routed: Operations | None = None) -> dict[str, Any]:
+    """The whole document; with `routed`, only the operations among those (method, path)."""
+    paths = {
+        **_service_paths(),
+        **subscribe_paths(),
+        **_notification_paths(),
+        **_document_paths(),
+    }
     return {
         "openapi": "3.1.0",
         "info": {
@@ -237,24 +210,20 @@ def openapi_document() -> dict[str, Any]:
             "version": __version__,
             "description": "Web push notifications: browsers subscribe here; peer services "
             "publish notifications (over HTTP with a token, or to the RabbitMQ queue) and read "
-            'their status. Errors are JSON `{"error", "detail"}`.',
+            'their status. Errors are JSON `{"error", "detail"}`. Self-contained: every '
+            "`$ref` points into this document.",
         },
         "tags": [
             {"name": "browser", "description": "Public: used by web pages."},
             {"name": "internal", "description": "Peer services, with a token (API_TOKENS)."},
             {"name": "service", "description": "Probes."},
-            {"name": "documents", "description": "Descriptions of the API and the message."},
+            {"name": "documents", "description": "Descriptions of the API and the messages."},
         ],
-        "paths": {
-            **_service_paths(),
-            **_subscribe_path(),
-            **_notification_paths(),
-            **_document_paths(),
-        },
+        "paths": paths if routed is None else _routed_only(paths, routed),
         "components": {
-            "schemas": schemas(),
-            "responses": _reusable_responses(),
-            "headers": _headers(),
+            "schemas": _component_schemas(),
+            "responses": reusable_responses(),
+            "headers": headers(),
             "securitySchemes": security_schemes(),
         },
     }

@@ -1,4 +1,5 @@
-"""The OpenAPI components: schemas of bodies and answers, reusable responses, security.
+"""The OpenAPI components: schemas of bodies and answers, reusable responses, security,
+and the small builders the paths use to point at them.
 
 Answer schemas list the fields clients rely on and admit more (new fields are not
 a breaking change); request schemas state the limits the service enforces.
@@ -8,25 +9,74 @@ from __future__ import annotations
 
 from typing import Any
 
-from push_service.endpoints import MAX_ENDPOINT_LENGTH
-
 # ECMA-262 spelling of models.ID_PATTERN (`\Z` is Python's end of text).
 ID_REGEX = "^[A-Za-z0-9][A-Za-z0-9._:@/+=-]{0,127}$"
 NOTIFICATION_SCHEMA_URL = "/schemas/notification.json"
 B64URL = "^[A-Za-z0-9_-]+={0,2}$"
+JSON = "application/json"
 Schema = dict[str, Any]
 
 
-def _object(properties: Schema, required: tuple[str, ...] = (), **extra: Any) -> Schema:
+def ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def answer(description: str, schema: str, headers: tuple[str, ...] = ()) -> Schema:
+    result: Schema = {"description": description, "content": {JSON: {"schema": ref(schema)}}}
+    if headers:
+        result["headers"] = {name: {"$ref": f"#/components/headers/{name}"} for name in headers}
+    return result
+
+
+def errors(*codes: int) -> dict[str, Any]:
+    return {str(code): {"$ref": f"#/components/responses/{code}"} for code in codes}
+
+
+def json_body(schema: Schema, description: str) -> Schema:
+    return {"required": True, "description": description, "content": {JSON: {"schema": schema}}}
+
+
+def reusable_responses() -> dict[str, Any]:
+    def err(description: str, *headers: str) -> Schema:
+        return answer(description, "Error", headers)
+
+    return {
+        "400": err("Malformed JSON (`invalid_json`)."),
+        "401": err(
+            "Missing or wrong credentials (`unauthorized`, `invalid_token`).", "WWW-Authenticate"
+        ),
+        "403": err("The body's user_id is not the token's (`user_id_mismatch`)."),
+        "404": err("Unknown, expired or not served (`not_found`)."),
+        "408": err("The request body did not arrive within HTTP_READ_TIMEOUT_SECONDS."),
+        "413": err("The request body is too large (`request_too_large`)."),
+        "415": err("Content-Type is not application/json (`unsupported_media_type`)."),
+        "422": err("Valid JSON that is not acceptable; `error` names the problem."),
+        "429": err("Too many requests from this client (`rate_limited`).", "Retry-After"),
+        "503": err("RabbitMQ or Redis is unavailable; nothing was published.", "Retry-After"),
+    }
+
+
+def headers() -> dict[str, Any]:
+    def header(description: str, kind: str = "string") -> Schema:
+        return {"description": description, "required": True, "schema": {"type": kind}}
+
+    return {
+        "Retry-After": header("Seconds to wait before trying again.", "integer"),
+        "WWW-Authenticate": header('`Bearer realm="push_service"` (RFC 6750).'),
+        "Location": header("The status record's path."),
+    }
+
+
+def object_schema(properties: Schema, required: tuple[str, ...] = (), **extra: Any) -> Schema:
     return {"type": "object", "properties": properties, "required": list(required), **extra}
 
 
-def _nullable(kind: str, **extra: Any) -> Schema:
+def nullable(kind: str, **extra: Any) -> Schema:
     return {"type": [kind, "null"], **extra}
 
 
 def _service_schemas() -> dict[str, Schema]:
-    redis = _object(
+    redis = object_schema(
         {
             "connected": {"type": "boolean"},
             "primary": {
@@ -36,36 +86,36 @@ def _service_schemas() -> dict[str, Schema]:
         },
         ("connected",),
     )
-    rabbitmq = _object(
+    rabbitmq = object_schema(
         {
             "connected": {"type": "boolean"},
             "consuming": {"type": "boolean"},
-            "node": _nullable("string", description="the broker URL in use, credentials masked"),
+            "node": nullable("string", description="the broker URL in use, credentials masked"),
         },
         ("connected", "consuming"),
     )
     return {
-        "Error": _object(
+        "Error": object_schema(
             {
                 "error": {"type": "string", "description": "machine-readable code"},
                 "detail": {"type": "string", "description": "what is wrong"},
             },
             ("error", "detail"),
         ),
-        "Health": _object(
+        "Health": object_schema(
             {
                 "status": {"const": "healthy"},
                 "service": {"const": "push_service"},
                 "version": {"type": "string"},
                 "timestamp": {"type": "string", "format": "date-time"},
-                "dependencies": _object(
+                "dependencies": object_schema(
                     {"rabbitmq": rabbitmq, "redis": redis}, ("rabbitmq", "redis")
                 ),
                 "in_flight_messages": {"type": "integer", "minimum": 0},
             },
             ("status", "service", "timestamp", "dependencies"),
         ),
-        "Ready": _object(
+        "Ready": object_schema(
             {
                 "status": {"enum": ["ready", "not_ready"]},
                 "rabbitmq": {"type": "boolean"},
@@ -73,7 +123,7 @@ def _service_schemas() -> dict[str, Schema]:
             },
             ("status", "rabbitmq", "redis"),
         ),
-        "VapidPublicKey": _object(
+        "VapidPublicKey": object_schema(
             {
                 "public_key": {"type": "string", "pattern": B64URL, "minLength": 87},
                 "key_id": {
@@ -88,50 +138,9 @@ def _service_schemas() -> dict[str, Schema]:
     }
 
 
-def _subscription_schemas() -> dict[str, Schema]:
-    keys = _object(
-        {
-            "p256dh": {
-                "type": "string",
-                "maxLength": 200,
-                "description": "base64url of the browser's uncompressed P-256 point (65 bytes)",
-            },
-            "auth": {
-                "type": "string",
-                "maxLength": 200,
-                "description": "base64url of the 16-byte authentication secret",
-            },
-        },
-        ("p256dh", "auth"),
-    )
+def _publish_schemas() -> dict[str, Schema]:
     return {
-        "PushSubscription": _object(
-            {
-                "endpoint": {
-                    "type": "string",
-                    "minLength": 1,
-                    "maxLength": MAX_ENDPOINT_LENGTH,
-                    "description": "push service URL; must be allowed by PUSH_ENDPOINT_ALLOWLIST",
-                },
-                "expirationTime": _nullable("number"),
-                "keys": keys,
-                "user_id": {
-                    "type": ["string", "integer", "null"],
-                    "description": "1-256 characters. Verified against the bearer JWT when "
-                    "SUBSCRIBE_JWT_* is configured; otherwise recorded as unverified",
-                },
-            },
-            ("endpoint", "keys"),
-        ),
-        "SubscribeAccepted": _object(
-            {
-                "status": {"const": "ok"},
-                "message": {"type": "string"},
-                "notification_id": {"type": "string"},
-            },
-            ("status", "message", "notification_id"),
-        ),
-        "PublishAccepted": _object(
+        "PublishAccepted": object_schema(
             {
                 "notification_id": {"type": "string"},
                 "status_url": {
@@ -145,16 +154,16 @@ def _subscription_schemas() -> dict[str, Schema]:
 
 
 def _status_schemas() -> dict[str, Schema]:
-    device = _object(
+    device = object_schema(
         {
             "device": {"type": "string", "description": "stable device id (hash of the endpoint)"},
-            "origin": _nullable("string", description="push service origin of the endpoint"),
+            "origin": nullable("string", description="push service origin of the endpoint"),
             "status": {"enum": ["sent", "failed", "retrying"]},
-            "http_status": _nullable("integer"),
-            "reason": _nullable("string"),
-            "detail": _nullable("string"),
+            "http_status": nullable("integer"),
+            "reason": nullable("string"),
+            "detail": nullable("string"),
             "attempts": {"type": "integer", "minimum": 0},
-            "deactivation": _nullable("string"),
+            "deactivation": nullable("string"),
             "at": {"type": "string"},
         },
         ("device", "origin", "status"),
@@ -162,35 +171,29 @@ def _status_schemas() -> dict[str, Schema]:
     )
     return {
         "DeviceOutcome": device,
-        "StatusRecord": _object(
+        "StatusRecord": object_schema(
             {
                 "notification_id": {"type": "string"},
-                "user_id": _nullable("string"),
+                "user_id": nullable("string"),
                 "user_verified": {"type": "boolean"},
                 "status": {"enum": ["processing", "sent", "failed"]},
                 "devices_total": {"type": "integer", "minimum": 0},
                 "sent": {"type": "integer", "minimum": 0},
                 "failed": {"type": "integer", "minimum": 0},
-                "reason": _nullable("string"),
-                "created_at": _nullable("string"),
-                "updated_at": _nullable("string"),
-                "completed_at": _nullable("string"),
-                "devices": {
-                    "type": "array",
-                    "items": {"$ref": "#/components/schemas/DeviceOutcome"},
-                },
+                "reason": nullable("string"),
+                "created_at": nullable("string"),
+                "updated_at": nullable("string"),
+                "completed_at": nullable("string"),
+                "devices": {"type": "array", "items": ref("DeviceOutcome")},
             },
             ("status", "devices"),
         ),
-        "Notification": {
-            "$ref": NOTIFICATION_SCHEMA_URL,
-            "description": "The queue message, validated by the same code as the consumer.",
-        },
     }
 
 
 def schemas() -> dict[str, Schema]:
-    return {**_service_schemas(), **_subscription_schemas(), **_status_schemas()}
+    """The schemas of the service's own answers; /subscribe's are in `openapi_subscribe`."""
+    return {**_service_schemas(), **_publish_schemas(), **_status_schemas()}
 
 
 def security_schemes() -> dict[str, Schema]:

@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from push_service.api.asyncapi import Addresses
 from push_service.api.auth import PeerAuth
 from push_service.api.identity import SubscriberVerifier
 from push_service.endpoints import EndpointPolicy
@@ -40,3 +41,5 @@ class ApiServices:
     subscribers: SubscriberVerifier
     # The consumer's own validation of a queue message (same limits): raises ValidationError.
     parse_message: Callable[[bytes], Notification]
+    # The queue and exchange names the AsyncAPI document gives.
+    addresses: Addresses
