@@ -113,7 +113,7 @@ def event_schemas() -> dict[str, Schema]:
     }
     gone = {
         **_subscription(SUBSCRIPTION_GONE),
-        "reason": {"enum": ["gone", "vapid_key_mismatch"]},
+        "reason": {"enum": ["subscription_gone", "vapid_key_mismatch"]},
         "status_code": {"type": "integer", "minimum": 100, "maximum": 599},
         "notification_id": {"type": "string", "minLength": 1},
     }
@@ -157,7 +157,12 @@ def event_examples() -> dict[str, dict[str, Any]]:
         ),
         SUBSCRIPTION_GONE: example(
             SUBSCRIPTION_GONE,
-            {**subscription, "reason": "gone", "status_code": 410, "notification_id": "n-7"},
+            {
+                **subscription,
+                "reason": "subscription_gone",
+                "status_code": 410,
+                "notification_id": "n-7",
+            },
         ),
         NOTIFICATION_COMPLETED: example(
             NOTIFICATION_COMPLETED,
@@ -177,7 +182,7 @@ def event_examples() -> dict[str, dict[str, Any]]:
                         "device": old,
                         "origin": "https://updates.push.services.mozilla.com",
                         "status": "failed",
-                        "reason": "gone",
+                        "reason": "subscription_gone",
                     },
                 ],
             },

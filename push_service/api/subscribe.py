@@ -79,10 +79,13 @@ class SubscribeRoute:
         self.s = services
 
     def routes(self) -> list[Route]:
-        return [
-            Route("/subscribe", self.subscribe, methods=["POST"]),
-            Route("/subscribe", self.unsubscribe, methods=["DELETE"]),
-        ]
+        # One route for both methods, so that a 405 names both in `Allow`.
+        return [Route("/subscribe", self.dispatch, methods=["POST", "DELETE"])]
+
+    async def dispatch(self, request: Request) -> Response:
+        if request.method == "DELETE":
+            return await self.unsubscribe(request)
+        return await self.subscribe(request)
 
     async def subscribe(self, request: Request) -> Response:
         refusal = self._refuse(request)
