@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import aiohttp
+from aiormq.abc import AbstractChannel
 from cryptography.hazmat.primitives.asymmetric import ec
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -32,12 +33,14 @@ from push_service.dead_letters import DeadLetters
 from push_service.delivery import Delivery
 from push_service.endpoints import EndpointPolicy, host_label
 from push_service.events import EXCHANGE_TYPE, Events
+from push_service.hold import Hold
 from push_service.limits import BodyLimitMiddleware, ClientAddress, RateLimiter
 from push_service.metrics import LoopLagMonitor, Metrics
 from push_service.models import parse_notification
 from push_service.parking import Ladder, Parking, service_topology
 from push_service.pusher import Pusher
 from push_service.queue_depth import QueueDepthMonitor
+from push_service.recovery import Recovery, recovery_exchange
 from push_service.registry import Registry
 from push_service.retry import PushRetryPolicy, RetryPolicy
 from push_service.status import RedisUnavailable, StatusStore
@@ -74,6 +77,7 @@ class Runtime:
         self.registry = Registry(self.redis, settings.redis_key_prefix)
         self.ladder = Ladder(settings.push_retry_ladder_seconds)
         exchanges = {settings.events_exchange: EXCHANGE_TYPE} if settings.events_exchange else {}
+        exchanges[recovery_exchange(settings.rabbitmq_queue_name)] = "fanout"
         self.topology = service_topology(
             settings.rabbitmq_queue_name, settings.rabbitmq_queue_type, self.ladder, exchanges
         )
@@ -81,6 +85,7 @@ class Runtime:
         self.push_session: aiohttp.ClientSession | None = None
         self.user_session: aiohttp.ClientSession | None = None
         self.consumer: Consumer | None = None
+        self.recovery: Recovery | None = None
         self.supervisor: BrokerSupervisor | None = None
         self.publisher: Publisher | None = None
         self.events: Events | None = None
@@ -92,16 +97,24 @@ class Runtime:
         s = self.settings
         self.push_session = make_session(self.policy, s.push_concurrency, s.push_timeout_seconds)
         self.user_session = aiohttp.ClientSession()
-        self.consumer = self._consumer()
+        hold = Hold(
+            self.topology, self.policy, self.redis, s.redis_key_prefix,
+            s.publish_timeout_seconds, self.metrics,
+        )  # fmt: skip
+        self.consumer = self._consumer(hold)
         self.supervisor = BrokerSupervisor(
             s.rabbitmq_urls,
             topology=self.topology,
-            attach=self.consumer.attach,
+            attach=self._attach,
             drain=self.consumer.stop,
             metrics=self.metrics,
             # Which replica a connection belongs to, in RabbitMQ's connection list.
             name=f"push_service {socket.gethostname()} pid {os.getpid()}",
         )
+        self.recovery = Recovery(
+            self.circuits, hold, self.supervisor, self.metrics,
+            take=self.consumer.take, timeout=s.publish_timeout_seconds,
+        )  # fmt: skip
         self.publisher = Publisher(
             self.supervisor, s.rabbitmq_queue_name, s.publish_timeout_seconds
         )
@@ -117,7 +130,13 @@ class Runtime:
             await self.queue_depth.start()
         await self._redis_ok()  # a wrong REDIS_URL or password is logged at start-up
 
-    def _consumer(self) -> Consumer:
+    async def _attach(self, channel: AbstractChannel) -> None:
+        assert self.consumer is not None
+        assert self.recovery is not None
+        await self.consumer.attach(channel)
+        await self.recovery.attach(channel)
+
+    def _consumer(self, hold: Hold) -> Consumer:
         s = self.settings
         delivery = Delivery(
             self._pusher(),
@@ -145,7 +164,7 @@ class Runtime:
             timeout=timeout,
             max_message_bytes=s.max_message_bytes,
         )
-        parking = Parking(self.ladder, self.topology, timeout, self.metrics)
+        parking = Parking(self.ladder, self.topology, timeout, self.metrics, hold)
         return Consumer(limits, delivery, parking, dead_letters, self.policy, self.metrics)
 
     def _pusher(self) -> Pusher:
@@ -183,11 +202,15 @@ class Runtime:
         host = host_label(circuit.origin)
         self.metrics.circuit_state.set(float(circuit.state), host=host)
         self.metrics.circuit_transitions.inc(host=host, state=circuit.state.name.lower())
+        if self.recovery is not None:
+            self.recovery.circuit_changed(circuit)
 
     async def stop(self) -> None:
         """Consumer first (drain within the grace period), then HTTP sessions, then Redis."""
         if self.queue_depth is not None:
             await self.queue_depth.stop()
+        if self.recovery is not None:
+            await self.recovery.stop()  # no new probes or releases; the consumer drains
         if self.supervisor is not None:
             await self.supervisor.stop(self.settings.shutdown_grace_seconds)
         if self.events is not None:

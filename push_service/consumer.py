@@ -137,11 +137,20 @@ class Consumer:
                 await asyncio.wait(unfinished, timeout=5.0)
 
     async def _on_message(self, message: DeliveredMessage) -> None:
-        task = asyncio.create_task(self._handle(message))
+        self._start(message, consumed=True)
+
+    def take(self, message: DeliveredMessage) -> asyncio.Task[None]:
+        """Handle a message got from a queue on a channel of its own (a held push that
+        probes its push service); it is settled on that channel."""
+        return self._start(message, consumed=False)
+
+    def _start(self, message: DeliveredMessage, *, consumed: bool) -> asyncio.Task[None]:
+        task = asyncio.create_task(self._handle(message, consumed))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
-    async def _handle(self, message: DeliveredMessage) -> None:
+    async def _handle(self, message: DeliveredMessage, consumed: bool = True) -> None:
         try:
             settle = await self._process(message)
         except (*RedisUnavailable, BrokerUnavailable) as exc:
@@ -153,12 +162,12 @@ class Consumer:
         except Exception:
             log.exception("unexpected error handling a message; requeueing it")
             settle = Settle.REQUEUE
-        await self._settle(message, settle)
+        await self._settle(message, settle, consumed)
 
-    async def _settle(self, message: DeliveredMessage, settle: Settle) -> None:
+    async def _settle(self, message: DeliveredMessage, settle: Settle, consumed: bool) -> None:
         channel = message.channel
         tag = getattr(message.delivery, "delivery_tag", None)
-        if tag is None or channel.is_closed or channel is not self.channel:
+        if tag is None or channel.is_closed or (consumed and channel is not self.channel):
             # A stale tag would close the new channel; the broker redelivers instead.
             log.debug("channel of delivery %s is gone; leaving it to redelivery", tag)
             return
@@ -194,7 +203,7 @@ class Consumer:
         if result.retries:
             # Recorded as retrying already; parked (confirmed) before the ack releases it.
             whole = len(result.retries) == len(notification.devices)
-            await self.parking.park(message, result.retries, whole=whole)
+            await self.parking.park(message, result.retries, whole=whole, deadline=result.deadline)
         self._observed(notification, message, result, arrived)
         return Settle.ACK
 

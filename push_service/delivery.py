@@ -38,6 +38,7 @@ STORE_RETRY = RetryPolicy(max_tries=10_000, max_seconds=600.0, base_delay=0.05, 
 class DeliveryResult:
     status: str  # of the record: processing | sent | failed
     retries: Sequence[DeviceRetry] = ()  # recorded as retrying; to be parked
+    deadline: float | None = None  # epoch seconds; parked copies need not outlive it
 
 
 def fingerprint(n: Notification) -> str:
@@ -134,7 +135,7 @@ class Delivery:
         if writer.status is None:
             # A redelivery of finished work: nothing new to write, just read the status back.
             writer.status = await self.stored(lambda: self.store.record(n.notification_id, []))
-        return DeliveryResult(writer.status, writer.retries)
+        return DeliveryResult(writer.status, writer.retries, deadline.at)
 
     async def _begin(self, n: Notification, published: float | None) -> Begun:
         ttl = self.default_ttl if n.ttl is None else n.ttl
