@@ -51,7 +51,7 @@ class CircuitPolicy:
     failures: int = 5
     stall_seconds: float = 5.0
     open_seconds: float = 5.0
-    max_open_seconds: float = 60.0
+    max_open_seconds: float = 15.0
     concurrency: int = 64
     probe_seconds: float = 10.0  # how long a probe may take: the push timeout
 
