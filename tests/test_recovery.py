@@ -117,11 +117,13 @@ async def test_held_pushes_go_out_within_seconds_of_recovery_across_a_restart(
         k.removeprefix("push_").removesuffix("_total"): before_restart[k] + after[k]
         for k in ROUND_TRIPS
     }
+    twice = sum(c > 1 for c in dark.accepted.values())
     print(
         f"\nrecovery of {len(dark_ids)} held: median {statistics.median(delays):.1f}s, "
         f"max {delays[-1]:.1f}s after the push service answered again; "
-        f"delivered {len(dark.accepted)}/{len(dark_ids)}, twice {sum(c > 1 for c in dark.accepted.values())}; "
-        f"healthy {pace_alone:.0f}/s alone, {pace_beside:.0f}/s beside ({pace_beside / pace_alone:.2f}x), "
+        f"delivered {len(dark.accepted)}/{len(dark_ids)}, twice {twice}; "
+        f"healthy {pace_alone:.0f}/s alone, {pace_beside:.0f}/s beside "
+        f"({pace_beside / pace_alone:.2f}x), "
         f"first {FIRST_SECONDS:g}s {first_seconds:.0f}/s ({first_seconds / pace_alone:.2f}x); "
         f"broker round trips in the outage {trips} (plus {requests_in_outage} requests "
         f"to the dark push service); service killed and restarted at {RESTART_AT:g}s"
