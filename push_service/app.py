@@ -33,6 +33,7 @@ from push_service.dead_letters import DeadLetters
 from push_service.delivery import Delivery
 from push_service.endpoints import EndpointPolicy, host_label
 from push_service.events import EXCHANGE_TYPE, Events
+from push_service.hold import Hold
 from push_service.lifecycle import Completion, Subscribed, SubscribeRequest, Subscriptions
 from push_service.limits import BodyLimitMiddleware, ClientAddress, RateLimiter
 from push_service.metrics import LoopLagMonitor, Metrics
@@ -40,6 +41,7 @@ from push_service.models import parse_notification
 from push_service.parking import Ladder, Parking, service_topology
 from push_service.pusher import Pusher
 from push_service.queue_depth import QueueDepthMonitor
+from push_service.recovery import Recovery, recovery_exchange
 from push_service.registry import Registry, Subscription
 from push_service.reports import ReportOutbox, ReportQueues, ReportRelay, UserServiceClient
 from push_service.reports.report import Kind
@@ -80,6 +82,7 @@ class Runtime:
             Ladder(settings.user_service_report_retry_seconds),
         )
         exchanges = {settings.events_exchange: EXCHANGE_TYPE} if settings.events_exchange else {}
+        exchanges[recovery_exchange(settings.rabbitmq_queue_name)] = "fanout"
         self.topology = service_topology(
             settings.rabbitmq_queue_name,
             settings.rabbitmq_queue_type,
@@ -91,6 +94,7 @@ class Runtime:
         self.push_session: aiohttp.ClientSession | None = None
         self.user_session: aiohttp.ClientSession | None = None
         self.consumer: Consumer | None = None
+        self.recovery: Recovery | None = None
         self.supervisor: BrokerSupervisor | None = None
         self.publisher: Publisher | None = None
         self.events: Events | None = None
@@ -104,6 +108,10 @@ class Runtime:
         s = self.settings
         self.push_session = make_session(self.policy, s.push_concurrency, s.push_timeout_seconds)
         self.user_session = aiohttp.ClientSession()
+        hold = Hold(
+            self.topology, self.policy, self.redis, s.redis_key_prefix,
+            s.publish_timeout_seconds, self.metrics,
+        )  # fmt: skip
         self.supervisor = BrokerSupervisor(
             s.rabbitmq_urls,
             topology=self.topology,
@@ -119,7 +127,11 @@ class Runtime:
         self.events = Events(self.supervisor, s.events_exchange, timeout)
         self.outbox = ReportOutbox(self.supervisor, self.report_queues, self.topology, timeout)
         self.subscriptions = Subscriptions(self.registry, self.outbox.put, self.events.emit)
-        self.consumer = self._consumer()
+        self.consumer = self._consumer(hold)
+        self.recovery = Recovery(
+            self.circuits, hold, self.supervisor, self.metrics,
+            take=self.consumer.take, timeout=timeout,
+        )  # fmt: skip
         await self.loop_monitor.start()
         await self.primary_watch.start()
         await self.supervisor.start()
@@ -133,7 +145,9 @@ class Runtime:
 
     async def _attach(self, channel: AbstractChannel) -> None:
         assert self.consumer is not None
+        assert self.recovery is not None
         await self.consumer.attach(channel)
+        await self.recovery.attach(channel)
 
     async def _drain(self, grace: float) -> None:
         if self.consumer is not None:
@@ -163,7 +177,7 @@ class Runtime:
     async def _note_deactivation(self, notification_id: str, device: str, outcome: str) -> None:
         await self.store.note_deactivation(notification_id, device, outcome)
 
-    def _consumer(self) -> Consumer:
+    def _consumer(self, hold: Hold) -> Consumer:
         s = self.settings
         delivery = Delivery(
             self._pusher(),
@@ -192,7 +206,7 @@ class Runtime:
             timeout=timeout,
             max_message_bytes=s.max_message_bytes,
         )
-        parking = Parking(self.ladder, self.topology, timeout, self.metrics)
+        parking = Parking(self.ladder, self.topology, timeout, self.metrics, hold)
         assert self.events is not None
         completion = Completion(self.store, self.events.emit)
         return Consumer(
@@ -234,11 +248,15 @@ class Runtime:
         host = host_label(circuit.origin)
         self.metrics.circuit_state.set(float(circuit.state), host=host)
         self.metrics.circuit_transitions.inc(host=host, state=circuit.state.name.lower())
+        if self.recovery is not None:
+            self.recovery.circuit_changed(circuit)
 
     async def stop(self) -> None:
         """Consumer first (drain within the grace period), then HTTP sessions, then Redis."""
         if self.queue_depth is not None:
             await self.queue_depth.stop()
+        if self.recovery is not None:
+            await self.recovery.stop()  # no new probes or releases; the consumer drains
         if self.supervisor is not None:
             await self.supervisor.stop(self.settings.shutdown_grace_seconds)
         for keeper in (self.events, self.outbox):

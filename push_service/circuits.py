@@ -3,13 +3,17 @@
 One push service going dark must not take the others down with it. Each origin
 (scheme, host, port) has a `Circuit`:
 - at most `concurrency` requests in flight; more wait for a slot, but only while the
-  push service keeps answering, so a dark one cannot hold every consumer slot;
+  push service keeps answering (an answer within a few of its usual latencies), so a
+  dark one cannot hold consumer slots: a push finding every slot taken and the origin
+  overdue is parked at once ("busy");
 - closed: requests flow. `failures` transient failures in a row (timeouts, connection
   errors, 5xx), or no answer at all for `stall_seconds` while requests are out, open it;
 - open: no requests; pushes are parked (without a request) until the cool-down ends;
 - half-open: one probe request; an answer closes the circuit, a failure opens it again
   for twice as long, up to `max_open_seconds`.
-State is per process: each replica learns on its own, which also spreads the probes.
+State is per process: each replica learns on its own, which also spreads the probes;
+only a recovery is shared (`push_service.recovery` tells the other replicas, and
+`force_open`/`close` let it act on a circuit from outside).
 """
 
 from __future__ import annotations
@@ -27,6 +31,13 @@ from push_service.errors import PushServiceUnavailable
 log = logging.getLogger(__name__)
 
 MAX_CIRCUITS = 10_000  # origins remembered; idle closed circuits are forgotten first
+# Waiting for a slot: the origin is overdue after this many of its usual latencies with
+# no answer (bounded below, and above by a quarter of the stall time); before its first
+# answer, after FIRST_PATIENCE.
+PATIENCE_LATENCIES = 4.0
+MIN_PATIENCE = 0.05
+FIRST_PATIENCE = 0.5
+LATENCY_WEIGHT = 0.2  # of a new sample in the moving average
 
 
 class State(IntEnum):
@@ -40,7 +51,7 @@ class CircuitPolicy:
     failures: int = 5
     stall_seconds: float = 5.0
     open_seconds: float = 5.0
-    max_open_seconds: float = 60.0
+    max_open_seconds: float = 15.0
     concurrency: int = 64
     probe_seconds: float = 10.0  # how long a probe may take: the push timeout
 
@@ -51,17 +62,19 @@ Listener = Callable[["Circuit", str], None]
 class _Request:
     """One request's hold on its circuit (a class: cheaper than a generator per push)."""
 
-    __slots__ = ("_circuit", "_probe")
+    __slots__ = ("_circuit", "_probe", "_started")
 
     def __init__(self, circuit: Circuit) -> None:
         self._circuit = circuit
         self._probe = False
+        self._started = 0.0
 
     async def __aenter__(self) -> None:
         self._probe = await self._circuit._enter()
+        self._started = self._circuit._clock()
 
     async def __aexit__(self, *exc: object) -> None:
-        self._circuit._leave(self._probe)
+        self._circuit._leave(self._probe, self._started)
 
 
 class Circuit:
@@ -84,6 +97,7 @@ class Circuit:
         self._in_flight = 0
         self._progress = clock()  # last answer, or when requests started going out
         self._probing = False
+        self._latency: float | None = None  # moving average of answered requests' time
 
     @property
     def in_flight(self) -> int:
@@ -132,11 +146,17 @@ class Circuit:
         self._in_flight += 1
         return probe
 
-    def _leave(self, probe: bool) -> None:
+    def _leave(self, probe: bool, started: float) -> None:
         self._in_flight -= 1
         self._slots.release()
         if probe:
             self._probing = False
+        if self._progress >= started:  # answered meanwhile: a latency sample
+            sample = self._clock() - started
+            average = self._latency
+            self._latency = (
+                sample if average is None else average + LATENCY_WEIGHT * (sample - average)
+            )
 
     def answered(self) -> None:
         """The push service answered (any status but a server error): it is up."""
@@ -161,24 +181,47 @@ class Circuit:
     async def _acquire(self) -> None:
         """Wait for a slot while the origin keeps answering; else PushServiceUnavailable.
 
-        Every slot taken and not one answer for a quarter of the stall time: a push
-        service that answers at all frees slots far faster, so the waiting push is
-        parked ("busy") rather than hold its consumer slot until the circuit opens.
+        Every slot taken and no answer for a few of the origin's usual latencies: a push
+        service that answers at all frees slots far faster, so the push is parked
+        ("busy") at once rather than hold its consumer slot until the circuit opens.
         """
-        interval = max(0.05, self.policy.stall_seconds / 4)
-        waiting_since = self._clock()
         while True:
+            now = self._clock()
+            patience = self._patience()
+            quiet = now - self._progress
+            if quiet >= patience:
+                detail = f"every request slot of {self.origin} taken, no answer for {quiet:.2g}s"
+                raise PushServiceUnavailable(detail, now + patience, "busy")
             try:
-                async with asyncio.timeout(interval):
+                async with asyncio.timeout(patience - quiet):
                     await self._slots.acquire()
             except TimeoutError:
                 self.check()
-                now = self._clock()
-                if self._progress <= waiting_since and now - waiting_since >= interval:
-                    detail = f"{self.origin} answered nothing for {now - waiting_since:.2g}s"
-                    raise PushServiceUnavailable(detail, now + interval, "busy") from None
             else:
                 return
+
+    def _patience(self) -> float:
+        longest = max(MIN_PATIENCE, self.policy.stall_seconds / 4)
+        if self._latency is None:
+            return min(FIRST_PATIENCE, longest)
+        return min(max(MIN_PATIENCE, PATIENCE_LATENCIES * self._latency), longest)
+
+    def force_open(self, seconds: float, why: str) -> None:
+        """Open for `seconds` (0: probe with the next push), whatever the state: pushes
+        held from before a restart say the origin was dark when last seen."""
+        if self.state is State.OPEN:
+            return
+        self.open_until = self._clock() + seconds
+        self._change(State.OPEN, why)
+
+    def close(self, why: str) -> None:
+        """Close an open or half-open circuit: another replica's probe was answered."""
+        if self.state is State.CLOSED:
+            return
+        self._progress = self._clock()
+        self._failures = 0
+        self._cooldown = self.policy.open_seconds
+        self._change(State.CLOSED, why)
 
     def _stalled(self, now: float) -> bool:
         return self._in_flight > 0 and now - self._progress > self.policy.stall_seconds
@@ -213,6 +256,9 @@ class Circuits:
             self._circuits[origin] = circuit
             self._forget_idle()
         return circuit
+
+    def __contains__(self, origin: object) -> bool:
+        return origin in self._circuits
 
     def states(self) -> dict[str, State]:
         return {origin: c.state for origin, c in self._circuits.items()}

@@ -148,11 +148,20 @@ class Consumer:
                 await asyncio.wait(unfinished, timeout=5.0)
 
     async def _on_message(self, message: DeliveredMessage) -> None:
-        task = asyncio.create_task(self._handle(message))
+        self._start(message, consumed=True)
+
+    def take(self, message: DeliveredMessage) -> asyncio.Task[None]:
+        """Handle a message got from a queue on a channel of its own (a held push that
+        probes its push service); it is settled on that channel."""
+        return self._start(message, consumed=False)
+
+    def _start(self, message: DeliveredMessage, *, consumed: bool) -> asyncio.Task[None]:
+        task = asyncio.create_task(self._handle(message, consumed))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
-    async def _handle(self, message: DeliveredMessage) -> None:
+    async def _handle(self, message: DeliveredMessage, consumed: bool = True) -> None:
         try:
             settle = await self._process(message)
         except (*RedisUnavailable, BrokerUnavailable) as exc:
@@ -164,10 +173,12 @@ class Consumer:
         except Exception:
             log.exception("unexpected error handling a message; requeueing it")
             settle = Settle.REQUEUE
-        await self._settle(message, settle)
+        await self._settle(message, settle, consumed)
 
-    async def _settle(self, message: DeliveredMessage, settle: Settle) -> None:
-        await broker.settle(message, self.channel, ack=settle is Settle.ACK)
+    async def _settle(self, message: DeliveredMessage, settle: Settle, consumed: bool) -> None:
+        # A held copy taken as a probe (`take`) came on another channel: settle it there.
+        current = self.channel if consumed else message.channel
+        await broker.settle(message, current, ack=settle is Settle.ACK)
 
     async def _process(self, message: DeliveredMessage) -> Settle:
         arrived = time.monotonic()
@@ -192,7 +203,7 @@ class Consumer:
         if result.retries:
             # Recorded as retrying already; parked (confirmed) before the ack releases it.
             whole = len(result.retries) == len(notification.devices)
-            await self.parking.park(message, result.retries, whole=whole)
+            await self.parking.park(message, result.retries, whole=whole, deadline=result.deadline)
         elif self.completed is not None and result.status != "processing":
             await self.completed(notification, result.status, result.outcomes, result.whole)
         self._observed(notification, message, result, arrived)

@@ -40,6 +40,7 @@ class DeliveryResult:
     retries: Sequence[DeviceRetry] = ()  # recorded as retrying; to be parked
     outcomes: Sequence[DeviceOutcome] = ()  # final outcomes this delivery recorded
     whole: bool = False  # `outcomes` are every device of the notification
+    deadline: float | None = None  # epoch seconds; parked copies need not outlive it
 
 
 def fingerprint(n: Notification) -> str:
@@ -140,7 +141,7 @@ class Delivery:
             # A redelivery of finished work: nothing new to write, just read the status back.
             writer.status = await self.stored(lambda: self.store.record(n.notification_id, []))
         whole = begun.new and len(writer.finals) == len(n.devices) + len(n.rejected)
-        return DeliveryResult(writer.status, writer.retries, writer.finals, whole)
+        return DeliveryResult(writer.status, writer.retries, writer.finals, whole, deadline.at)
 
     async def _begin(self, n: Notification, published: float | None) -> Begun:
         ttl = self.default_ttl if n.ttl is None else n.ttl

@@ -236,6 +236,15 @@ class Metrics:
             "kind",
             "result",
         )
+        self.held = self._counter(
+            "push_held_messages_total", "Messages published to a hold queue (circuit open)"
+        )
+        self.released = self._counter(
+            "push_released_messages_total", "Held messages moved back to the main queue"
+        )
+        self.probes = self._counter(
+            "push_hold_probes_total", "Held messages taken to probe a push service"
+        )
 
     def render(self) -> str:
         """The registry in the Prometheus text exposition format."""

@@ -27,10 +27,11 @@ from aiormq.abc import DeliveredMessage
 from pamqp import commands as spec
 from pamqp.common import FieldValue
 
+from push_service.hold import Hold
 from push_service.metrics import Metrics
 from push_service.models import off_loop, without_bom
 from push_service.status import DeviceRetry
-from push_service.topology import Arguments, Topology, publish_declared
+from push_service.topology import Arguments, Topology, back_to_main, publish_declared
 
 # Take the next longer step when it overshoots the wait by at most half of it; else the
 # longest step within the wait, and the rest in further steps.
@@ -62,19 +63,7 @@ class Ladder:
 
     @staticmethod
     def _arguments(topology: Topology, step: float) -> Arguments:
-        arguments: Arguments = {
-            "x-message-ttl": round(step * 1000),
-            "x-dead-letter-exchange": "",
-            "x-dead-letter-routing-key": topology.queue,
-        }
-        if topology.queue_type == "quorum":
-            # Without these a quorum queue dead-letters at most once: a copy could be lost.
-            arguments |= {
-                "x-queue-type": "quorum",
-                "x-dead-letter-strategy": "at-least-once",
-                "x-overflow": "reject-publish",
-            }
-        return arguments
+        return {"x-message-ttl": round(step * 1000), **back_to_main(topology)}
 
 
 def service_topology(
@@ -92,35 +81,63 @@ def service_topology(
 
 
 class Parking:
-    """Publishes the devices to retry of a message to the delay step that fits their wait."""
+    """Publishes the devices to retry of a message to the delay step that fits their wait,
+    or, for a push service whose circuit is open, to its hold queue (`hold`)."""
 
-    def __init__(self, ladder: Ladder, topology: Topology, timeout: float, metrics: Metrics):
+    def __init__(
+        self,
+        ladder: Ladder,
+        topology: Topology,
+        timeout: float,
+        metrics: Metrics,
+        hold: Hold | None = None,
+    ):
         self.ladder = ladder
         self.topology = topology
         self.timeout = timeout
         self.metrics = metrics
+        self.hold = hold
 
     async def park(
-        self, message: DeliveredMessage, retries: Sequence[DeviceRetry], *, whole: bool
+        self,
+        message: DeliveredMessage,
+        retries: Sequence[DeviceRetry],
+        *,
+        whole: bool,
+        deadline: float | None = None,
     ) -> None:
-        """Publish (confirmed) one copy per delay step; BrokerUnavailable if that fails.
+        """Publish (confirmed) one copy per delay step and per held origin;
+        BrokerUnavailable if that fails.
 
         `whole`: every device of the message is to be retried (a copy coming back to a
-        push service still down, mostly); one step then takes the body as it is.
+        push service still down, mostly); one copy then takes the body as it is.
+        `deadline` (epoch seconds): held copies expire then.
         """
         now = time.time()
         groups: dict[float, set[str]] = defaultdict(set)
+        held: dict[str, set[str]] = defaultdict(set)
         for retry in retries:
-            groups[self.ladder.step_for(retry.not_before - now)].add(retry.endpoint)
+            origin = self.hold.origin_for(retry) if self.hold is not None else None
+            if origin is not None:
+                held[origin].add(retry.endpoint)
+            else:
+                groups[self.ladder.step_for(retry.not_before - now)].add(retry.endpoint)
         hops = times_parked(message) + 1
-        original = None if whole and len(groups) == 1 else await _load(message.body)
+        single = whole and len(groups) + len(held) == 1
+        original = None if single else await _load(message.body)
+
+        def body(endpoints: set[str]) -> bytes:
+            if original is None:
+                return message.body
+            return orjson.dumps(_with_devices(original, endpoints))
+
+        for origin, endpoints in held.items():
+            assert self.hold is not None
+            properties = parked_properties(message.header.properties, hops)
+            await self.hold.hold(message.channel, origin, body(endpoints), properties, deadline)
         for step, endpoints in groups.items():
-            body = (
-                message.body
-                if original is None
-                else orjson.dumps(_with_devices(original, endpoints))
-            )
-            await self._publish(message, self.ladder.queue(self.topology.queue, step), body, hops)
+            queue = self.ladder.queue(self.topology.queue, step)
+            await self._publish(message, queue, body(endpoints), hops)
             self.metrics.parked.inc()
 
     async def _publish(self, message: DeliveredMessage, queue: str, body: bytes, hops: int) -> None:

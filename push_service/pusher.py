@@ -26,6 +26,7 @@ from push_service.errors import (
     TransientPushError,
     VapidRejected,
 )
+from push_service.hold import HELD_REASONS
 from push_service.metrics import Metrics
 from push_service.models import MAX_PLAINTEXT_BYTES, Device, Notification
 from push_service.retry import PushRetryPolicy
@@ -101,7 +102,11 @@ class Pusher:
                 f"payload is {len(n.payload)} bytes; at most {MAX_PLAINTEXT_BYTES} can be sent"
             )
             return await self._failed(n, device, too_large, 0)
-        if previous is not None and previous.not_before > time.time():
+        if (
+            previous is not None
+            and previous.not_before > time.time()
+            and previous.reason not in HELD_REASONS  # released: its circuit says when
+        ):
             return previous  # not due yet (a delay step shorter than the wait): park again
         tries = _Tries.after(previous)
         deadline = context.deadline
@@ -150,6 +155,8 @@ class Pusher:
         back to a push service still down: a long outage costs few round trips.
         """
         circuit = max(0.0, exc.until - time.monotonic())
+        if exc.reason in HELD_REASONS:  # held until it answers again (push_service.recovery)
+            return time.time() + circuit
         return time.time() + max(circuit, self.policy.delay(context.parked + 1))
 
     def _delay(self, exc: TransientPushError, tries: _Tries) -> float:

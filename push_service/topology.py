@@ -60,6 +60,22 @@ class Topology:
         return {"x-queue-type": "quorum"} if self.queue_type == "quorum" else {}
 
 
+def back_to_main(topology: Topology) -> Arguments:
+    """Arguments of a queue whose expired messages go back to the main queue."""
+    arguments: Arguments = {
+        "x-dead-letter-exchange": "",
+        "x-dead-letter-routing-key": topology.queue,
+    }
+    if topology.queue_type == "quorum":
+        # Without these a quorum queue dead-letters at most once: a copy could be lost.
+        arguments |= {
+            "x-queue-type": "quorum",
+            "x-dead-letter-strategy": "at-least-once",
+            "x-overflow": "reject-publish",
+        }
+    return arguments
+
+
 async def declare_topology(connection: AbstractConnection, topology: Topology) -> list[str]:
     """Declare the exchanges, the DLQ, the extra queues and the main queue; returns
     warnings to log once.

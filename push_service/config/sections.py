@@ -158,7 +158,7 @@ def retry_values(env: Env) -> dict[str, Any]:
         "push_circuit_failures": env.integer("PUSH_CIRCUIT_FAILURES", 5, 1, 1000),
         "push_circuit_stall_seconds": env.number("PUSH_CIRCUIT_STALL_SECONDS", 5.0, 0.05),
         "push_circuit_open_seconds": env.number("PUSH_CIRCUIT_OPEN_SECONDS", 5.0, 0.05),
-        "push_circuit_max_open_seconds": env.number("PUSH_CIRCUIT_MAX_OPEN_SECONDS", 60.0, 0.05),
+        "push_circuit_max_open_seconds": env.number("PUSH_CIRCUIT_MAX_OPEN_SECONDS", 15.0, 0.05),
     }
 
 

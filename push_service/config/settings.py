@@ -75,7 +75,7 @@ class Settings:
     push_circuit_failures: int = 5
     push_circuit_stall_seconds: float = 5.0
     push_circuit_open_seconds: float = 5.0
-    push_circuit_max_open_seconds: float = 60.0
+    push_circuit_max_open_seconds: float = 15.0
     max_message_bytes: int = 8 * 1024 * 1024
     max_devices_per_message: int = 10_000
     max_request_bytes: int = 16 * 1024
