@@ -32,6 +32,10 @@ SERVICE_FAMILIES = {
     "push_circuit_state": "gauge",
     "push_circuit_transitions": "counter",
     "push_parked_messages": "counter",
+    "push_held_messages": "counter",
+    "push_released_messages": "counter",
+    "push_hold_probes": "counter",
+    "push_user_service_reports": "counter",
 }
 
 
