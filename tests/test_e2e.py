@@ -69,10 +69,16 @@ async def test_expired_subscription_fails_and_user_service_is_told(
         device = record["devices"][0]
         assert device["reason"] == "subscription_gone"
         assert device["http_status"] == 410
-        assert device["deactivation"] == "ok"
+
+        async def answered() -> bool:  # the report goes through the relay, off the push's path
+            record = await final_record(service.base_url, notification_id, 20)
+            return bool(record["devices"][0]["deactivation"] == "ok")
+
+        await wait_until(answered, message="the User Service's answer on record")
         assert len(users.requests) == 1
         request = users.requests[0]
         assert request["path"] == "/api/v1/push-subscriptions/deactivate"
+        assert request["json"].pop("report_id")
         assert request["json"] == {
             "user_id": "user-1",
             "endpoint": subscription["endpoint"],
