@@ -20,7 +20,7 @@ local key = KEYS[1]
 local now, ttl, fingerprint = ARGV[1], ARGV[2], ARGV[6]
 local stored = redis.call('HGET', key, 'fingerprint')
 if stored and stored ~= fingerprint then
-  return {-1, redis.call('HGET', key, 'created_at') or '', {}, {}}
+  return {-1, redis.call('HGET', key, 'created_at') or '', {}, {}, 0}
 end
 local state = 0
 if not stored then
