@@ -41,12 +41,15 @@ from push_service.models import parse_notification
 from push_service.parking import Ladder, Parking, service_topology
 from push_service.pusher import Pusher
 from push_service.queue_depth import QueueDepthMonitor
+from push_service.receipts import Receipts
 from push_service.recovery import Recovery, recovery_exchange
 from push_service.registry import Registry, Subscription
 from push_service.reports import ReportOutbox, ReportQueues, ReportRelay, UserServiceClient
 from push_service.reports.report import Kind
 from push_service.retry import PushRetryPolicy
+from push_service.schedule import Scheduler, scheduled_queues
 from push_service.status import RedisUnavailable, StatusStore
+from push_service.status.control import RecordControl
 from push_service.supervisor import BrokerSupervisor
 from push_service.vapid_keys import VapidKeys
 from push_service.webpush import WebPushSender, make_session
@@ -88,8 +91,10 @@ class Runtime:
             settings.rabbitmq_queue_type,
             self.ladder,
             exchanges,
-            self.report_queues.declarations(),
+            {**scheduled_queues(settings), **self.report_queues.declarations()},
         )
+        self.control = RecordControl(self.store)
+        self.receipts = Receipts.from_settings(settings, keys)
         self.circuits = Circuits(self._circuit_policy(), self._circuit_changed)
         self.push_session: aiohttp.ClientSession | None = None
         self.user_session: aiohttp.ClientSession | None = None
@@ -209,6 +214,10 @@ class Runtime:
         parking = Parking(self.ladder, self.topology, timeout, self.metrics, hold)
         assert self.events is not None
         completion = Completion(self.store, self.events.emit)
+        scheduler = Scheduler(
+            self.topology, self.control, self.metrics, max_days=s.schedule_max_days,
+            record_ttl=s.status_ttl_seconds, timeout=timeout,
+        )  # fmt: skip
         return Consumer(
             limits,
             delivery,
@@ -217,6 +226,7 @@ class Runtime:
             self.policy,
             self.metrics,
             completed=completion.completed if self.events.enabled else None,
+            scheduler=scheduler,
         )
 
     def _pusher(self) -> Pusher:
@@ -231,7 +241,9 @@ class Runtime:
         )
         sender = WebPushSender(self.push_session, self.keys, self.policy)
         gone = self.subscriptions.gone
-        return Pusher(sender, self.circuits, gone, self.metrics, retry, s.push_concurrency)
+        return Pusher(
+            sender, self.circuits, gone, self.metrics, retry, s.push_concurrency, self.receipts
+        )
 
     def _circuit_policy(self) -> CircuitPolicy:
         s = self.settings
@@ -306,6 +318,10 @@ class Runtime:
         assert self.publisher is not None, "publish() before start()"
         await self.publisher.publish(body, message_id, headers)
 
+    async def emit(self, event: str, body: Mapping[str, Any], *, event_id: str) -> None:
+        assert self.events is not None, "emit() before start()"
+        await self.events.emit(event, body, event_id=event_id)
+
     async def subscribe(self, request: SubscribeRequest) -> Subscribed:
         assert self.subscriptions is not None, "subscribe() before start()"
         return await self.subscriptions.subscribe(request)
@@ -370,6 +386,10 @@ def api_services(runtime: Runtime) -> ApiServices:
             key_ids=runtime.keys.ids,
         ),
         addresses=Addresses.of(settings),
+        control=runtime.control,
+        receipts=runtime.receipts,
+        emit=runtime.emit,
+        schedule_max_days=settings.schedule_max_days,
     )
 
 

@@ -32,6 +32,7 @@ from push_service.errors import BrokerUnavailable, ValidationError
 from push_service.metrics import Metrics
 from push_service.models import Notification, PayloadFormat, off_loop, parse_notification
 from push_service.parking import Parking, times_parked
+from push_service.schedule import Scheduler
 from push_service.status import DeviceOutcome, RedisUnavailable
 
 log = logging.getLogger(__name__)
@@ -89,8 +90,10 @@ class Consumer:
         policy: EndpointPolicy,
         metrics: Metrics,
         completed: Completed | None = None,
+        scheduler: Scheduler | None = None,
     ) -> None:
         self.limits = limits
+        self.scheduler = scheduler  # holds messages whose send_at is ahead
         self.completed = completed
         self.delivery = delivery
         self.store = delivery.store
@@ -196,6 +199,8 @@ class Consumer:
             notification = await self._parse(body)
             if not user_verified(message):
                 notification = dataclasses.replace(notification, user_verified=False)
+            if await self._scheduled(notification, message):
+                return Settle.ACK  # parked until nearer its send_at
             result = await self._deliver_once(notification, message, arrived)
         except ValidationError as exc:  # DuplicateNotification included
             await self.dead_letters.send(message, exc.code, exc.detail)
@@ -208,6 +213,11 @@ class Consumer:
             await self.completed(notification, result.status, result.outcomes, result.whole)
         self._observed(notification, message, result, arrived)
         return Settle.ACK
+
+    async def _scheduled(self, notification: Notification, message: DeliveredMessage) -> bool:
+        if notification.send_at is None or self.scheduler is None:
+            return False
+        return await self.scheduler.hold(notification, message)
 
     async def _parse(self, body: bytes) -> Notification:
         """Validate a message; a large one in a thread, so the loop is never stalled."""

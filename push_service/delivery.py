@@ -36,11 +36,15 @@ STORE_RETRY = RetryPolicy(max_tries=10_000, max_seconds=600.0, base_delay=0.05, 
 
 @dataclass(frozen=True)
 class DeliveryResult:
-    status: str  # of the record: processing | sent | failed
+    status: str  # of the record: processing | sent | failed | cancelled
     retries: Sequence[DeviceRetry] = ()  # recorded as retrying; to be parked
     outcomes: Sequence[DeviceOutcome] = ()  # final outcomes this delivery recorded
     whole: bool = False  # `outcomes` are every device of the notification
     deadline: float | None = None  # epoch seconds; parked copies need not outlive it
+
+
+def cancelled(device: Device) -> DeviceOutcome:
+    return DeviceOutcome(device.key, device.endpoint, "cancelled", None, "cancelled", 0)
 
 
 def fingerprint(n: Notification) -> str:
@@ -67,11 +71,15 @@ class _OutcomeWriter:
     status: str | None = None
 
     async def write(self, outcome: DeviceOutcome | DeviceRetry) -> None:
-        self.pending.append(outcome)
-        if isinstance(outcome, DeviceRetry):
-            self.retries.append(outcome)
-        else:
-            self.finals.append(outcome)
+        await self.write_all([outcome])
+
+    async def write_all(self, outcomes: Sequence[DeviceOutcome | DeviceRetry]) -> None:
+        for outcome in outcomes:
+            self.pending.append(outcome)
+            if isinstance(outcome, DeviceRetry):
+                self.retries.append(outcome)
+            else:
+                self.finals.append(outcome)
         async with self.lock:
             if not self.pending:
                 return
@@ -124,6 +132,9 @@ class Delivery:
         writer = _OutcomeWriter(self, n.notification_id)
         await self._record_rejected(n, begun, writer)
         pending = [d for d in n.devices if d.key not in begun.done]
+        if begun.cancelled and pending:  # DELETE /notifications/{id}: none is pushed
+            await writer.write_all([cancelled(d) for d in pending])
+            pending = []
 
         async def one(device: Device) -> None:
             previous = begun.retrying.get(device.key)
@@ -145,6 +156,8 @@ class Delivery:
 
     async def _begin(self, n: Notification, published: float | None) -> Begun:
         ttl = self.default_ttl if n.ttl is None else n.ttl
+        if n.send_at is not None:  # scheduled: its TTL counts from send_at
+            published = n.send_at
         deadline = first_deadline(time.time(), published, ttl, self.retry_window)
         total = len(n.devices) + len(n.rejected)
         return await self.stored(

@@ -29,6 +29,7 @@ from push_service.errors import (
 from push_service.hold import HELD_REASONS
 from push_service.metrics import Metrics
 from push_service.models import MAX_PLAINTEXT_BYTES, Device, Notification
+from push_service.receipts import Receipts
 from push_service.retry import PushRetryPolicy
 from push_service.status import DeviceOutcome, DeviceRetry
 from push_service.webpush import PushOptions, WebPushSender
@@ -78,7 +79,9 @@ class Pusher:
         metrics: Metrics,
         policy: PushRetryPolicy,
         concurrency: int,
+        receipts: Receipts | None = None,
     ) -> None:
+        self.receipts = receipts  # a receipt URL per device in each payload (None: off)
         self.sender = sender
         self.circuits = circuits
         self.report_gone = report_gone
@@ -176,7 +179,8 @@ class Pusher:
             self.metrics.in_flight.inc()
             started = time.perf_counter()
             try:
-                status = await self.sender.send(device, n.payload, options)
+                payload = n.payload if self.receipts is None else self.receipts.payload(n, device)
+                status = await self.sender.send(device, payload, options)
             except Throttled:
                 circuit.answered()  # throttling is about us, not the push service's health
                 raise

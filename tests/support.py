@@ -32,6 +32,7 @@ from push_service.config import Settings
 from push_service.parking import Ladder, service_topology
 from push_service.redis_client import connect
 from push_service.reports import ReportQueues
+from push_service.schedule import scheduled_queues
 from push_service.status import StatusStore, to_record
 from push_service.vapid import generate_private_key, private_key_raw_b64, public_key_b64
 
@@ -248,12 +249,19 @@ class PushServer:
         }
         return subscription, data["clientHash"]
 
-    async def messages(self, client_hash: str) -> list[dict[str, Any]]:
+    async def messages(self, client_hash: str, *, receipts: bool = False) -> list[dict[str, Any]]:
+        """The payloads received, less their `receipt` URL unless `receipts` (each
+        payload must have one: it differs per device and run, so tests compare the rest)."""
         url = f"{self.base_url}/get-notifications"
         async with self.session.post(url, json={"clientHash": client_hash}) as response:
             assert response.status == 200, await response.text()
             raw = (await response.json())["data"]["messages"]
-        return [orjson.loads(m) for m in raw]
+        payloads = [orjson.loads(m) for m in raw]
+        if not receipts:
+            for payload in payloads:
+                if isinstance(payload, dict) and "receipt" in payload:
+                    assert "/receipts/" in payload.pop("receipt"), payload
+        return payloads
 
     async def expire(self, client_hash: str) -> None:
         url = f"{self.base_url}/expire-subscription/{client_hash}"
@@ -384,9 +392,8 @@ class Service:
             settings.rabbitmq_queue_type,
             Ladder(settings.user_service_report_retry_seconds),
         )
-        topology = service_topology(
-            self.queue, settings.rabbitmq_queue_type, ladder, queues=reports.declarations()
-        )
+        queues = {**scheduled_queues(settings), **reports.declarations()}
+        topology = service_topology(self.queue, settings.rabbitmq_queue_type, ladder, queues=queues)
         return topology.queues
 
     def logs(self) -> str:

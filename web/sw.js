@@ -1,7 +1,7 @@
 // Service worker of the push_service browser test page (scope /web_push_test/).
 //
-// Shows each push as a notification, forwards it to open windows of the page, and
-// on a click opens the clicked action's URL, else the notification's (http/https
+// Shows each push as a notification, forwards it to open windows of the page, posts
+// the payload's receipt URL when it is shown, clicked or closed, and on a click opens the clicked action's URL, else the notification's (http/https
 // only); on pushsubscriptionchange it sends the new subscription to the server as the
 // replacement of the old one (subscription_sync.js). Two payload formats arrive:
 //   classic      {"notification_id", "title", "body", "action_url", ...} (queue names)
@@ -106,7 +106,24 @@ function normalise(payload) {
     vibrate: Array.isArray(n.vibrate) ? n.vibrate.filter((v) => typeof v === 'number') : undefined,
     timestamp: typeof n.timestamp === 'number' ? n.timestamp : undefined,
     app_badge: payload.app_badge,
+    receipt: optionalString(payload.receipt),
   };
+}
+
+// Tells the service what became of the push: POST {"event"} to the payload's receipt
+// URL (relative ones resolve against this worker's origin), without cookies. A
+// text/plain body needs no CORS preflight should the URL be on another origin.
+function sendReceipt(receipt, kind) {
+  const url = safeHttpUrl(receipt);
+  if (!url) return Promise.resolve();
+  return fetch(url, {
+    method: 'POST',
+    credentials: 'omit',
+    headers: { 'Content-Type': 'text/plain' },
+    body: JSON.stringify({ event: kind }),
+  }).catch((err) => {
+    console.warn('push_service sw: receipt failed:', err && err.message);
+  });
 }
 
 function notificationOptions(shown) {
@@ -115,6 +132,7 @@ function notificationOptions(shown) {
   const data = { ...shown.data, action_urls: actionUrls };
   if (shown.action_url !== undefined) data.action_url = shown.action_url;
   if (shown.notification_id !== undefined) data.notification_id = shown.notification_id;
+  if (shown.receipt !== undefined) data.receipt = shown.receipt;
   const options = { body: shown.body, data };
   for (const name of ['icon', 'badge', 'image', 'tag', 'lang', 'dir']) {
     if (shown[name]) options[name] = shown[name];
@@ -163,7 +181,16 @@ self.addEventListener('push', (event) => {
   const forwarded = broadcast({ type: 'push', payload: shown, received_at: Date.now() }).catch((err) => {
     console.warn('push_service sw: forwarding the push failed:', err && err.message);
   });
-  event.waitUntil(Promise.all([displayed, forwarded, setAppBadge(shown.app_badge)]));
+  const delivered = displayed.then(() => sendReceipt(shown.receipt, 'delivered'));
+  event.waitUntil(Promise.all([delivered, forwarded, setAppBadge(shown.app_badge)]));
+});
+
+function receiptOf(notification) {
+  return isPlainObject(notification.data) ? notification.data.receipt : undefined;
+}
+
+self.addEventListener('notificationclose', (event) => {
+  extendLifetime(event, sendReceipt(receiptOf(event.notification), 'closed'));
 });
 
 async function openOrFocus(target) {
@@ -183,12 +210,12 @@ async function openOrFocus(target) {
 
 self.addEventListener('notificationclick', (event) => {
   event.notification.close();
+  const clicked = sendReceipt(receiptOf(event.notification), 'clicked');
   const data = isPlainObject(event.notification.data) ? event.notification.data : {};
   const actionUrls = isPlainObject(data.action_urls) ? data.action_urls : {};
   const chosen = event.action && actionUrls[event.action] ? actionUrls[event.action] : data.action_url;
   const target = safeHttpUrl(chosen);
-  if (!target) return;
-  extendLifetime(event, openOrFocus(target));
+  extendLifetime(event, target ? Promise.all([clicked, openOrFocus(target)]) : clicked);
 });
 
 // The push service replaced or expired the subscription: take the new one (or subscribe

@@ -23,6 +23,7 @@ from push_service.api.health import HealthRoutes
 from push_service.api.metrics import MetricsRoute
 from push_service.api.notifications import NotificationRoutes
 from push_service.api.pages import TestPageRoutes
+from push_service.api.receipts import ReceiptRoutes
 from push_service.api.responses import error
 from push_service.api.services import ApiServices
 from push_service.api.subscribe import SubscribeRoute
@@ -37,10 +38,18 @@ def routes(services: ApiServices) -> list[Route]:
         *HealthRoutes(services).routes(),
         *SubscribeRoute(services).routes(),
         *NotificationRoutes(services).routes(),
+        *receipt_routes(services),
         Route("/metrics", metrics, methods=["GET"]),
         *TestPageRoutes().routes(),
     ]
     return [*served, *DocumentRoutes(services.addresses, served).routes()]
+
+
+def receipt_routes(services: ApiServices) -> list[Route]:
+    s = services
+    if s.receipts is None or s.control is None or s.emit is None:
+        return []  # RECEIPTS_ENABLED=false: no receipt URL is handed out, none is taken
+    return ReceiptRoutes(s.receipts, s.control, s.emit).routes()
 
 
 async def http_error(request: Request, exc: Exception) -> Response:

@@ -9,6 +9,7 @@ origin. Fields this module does not know pass through unchanged.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -16,12 +17,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from push_service.api.cancel import cancel
 from push_service.api.responses import error, json_response
 from push_service.api.services import ApiServices
 from push_service.api.subscribe import broker_unavailable, json_content_type, unsupported_media_type
 from push_service.endpoints import format_origin
 from push_service.errors import BrokerUnavailable, ValidationError
 from push_service.models import ID_PATTERN, Notification, off_loop
+from push_service.models.send_at import check_send_at
 from push_service.status import RedisUnavailable
 
 log = logging.getLogger(__name__)
@@ -71,8 +74,17 @@ class NotificationRoutes:
         internal = self.s.peers.internal
         return [
             Route("/notifications", internal(self.publish), methods=["POST"]),
-            Route("/notifications/{notification_id:path}", internal(self.status)),
+            Route(
+                "/notifications/{notification_id:path}",
+                internal(self.record),
+                methods=["GET", "DELETE"],
+            ),
         ]
+
+    async def record(self, request: Request) -> Response:
+        if request.method == "DELETE" and self.s.control is not None:
+            return await cancel(self.s.control, request)
+        return await self.status(request)
 
     async def status(self, request: Request) -> Response:
         notification_id = request.path_params["notification_id"]
@@ -100,6 +112,11 @@ class NotificationRoutes:
         if unknown_key is not None:
             # The caller can fix this now; from the queue the device would only fail.
             return error(422, unknown_key.reason, unknown_key.detail)
+        if notification.send_at is not None:
+            try:
+                check_send_at(notification.send_at, time.time(), self.s.schedule_max_days)
+            except ValidationError as exc:
+                return error(422, exc.code, exc.detail)
         notification_id = notification.notification_id
         try:
             # The message as the peer sent it: the consumer validates it again, as it

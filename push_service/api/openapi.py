@@ -16,6 +16,7 @@ from collections.abc import Collection
 from typing import Any
 
 from push_service import __version__
+from push_service.api.openapi_schedule import schedule_paths
 from push_service.api.openapi_schemas import (
     ID_REGEX,
     JSON,
@@ -203,6 +204,8 @@ def openapi_document(routed: Operations | None = None) -> dict[str, Any]:
         **_notification_paths(),
         **_document_paths(),
     }
+    for path, item in schedule_paths(PEER).items():
+        paths[path] = {**paths.get(path, {}), **item}
     return {
         "openapi": "3.1.0",
         "info": {

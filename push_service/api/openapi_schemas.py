@@ -158,7 +158,7 @@ def _status_schemas() -> dict[str, Schema]:
         {
             "device": {"type": "string", "description": "stable device id (hash of the endpoint)"},
             "origin": nullable("string", description="push service origin of the endpoint"),
-            "status": {"enum": ["sent", "failed", "retrying"]},
+            "status": {"enum": ["sent", "failed", "retrying", "cancelled"]},
             "http_status": nullable("integer"),
             "reason": nullable("string"),
             "detail": nullable("string"),
@@ -176,7 +176,7 @@ def _status_schemas() -> dict[str, Schema]:
                 "notification_id": {"type": "string"},
                 "user_id": nullable("string"),
                 "user_verified": {"type": "boolean"},
-                "status": {"enum": ["processing", "sent", "failed"]},
+                "status": {"enum": ["scheduled", "processing", "sent", "failed", "cancelled"]},
                 "devices_total": {"type": "integer", "minimum": 0},
                 "sent": {"type": "integer", "minimum": 0},
                 "failed": {"type": "integer", "minimum": 0},

@@ -14,8 +14,10 @@ from push_service.lifecycle import Subscribed, SubscribeRequest
 from push_service.limits import ClientAddress, RateLimiter
 from push_service.metrics import Metrics
 from push_service.models import Notification
+from push_service.receipts import Receipts
 from push_service.registry import Subscription
 from push_service.status import StatusStore
+from push_service.status.control import RecordControl
 from push_service.vapid_keys import VapidKeys
 
 # publish(body, message_id, headers): confirmed by the broker, or BrokerUnavailable.
@@ -43,3 +45,8 @@ class ApiServices:
     parse_message: Callable[[bytes], Notification]
     # The queue and exchange names the AsyncAPI document gives.
     addresses: Addresses
+    # Scheduled sends, cancelling, receipts (issue 24).
+    control: RecordControl | None = None
+    receipts: Receipts | None = None  # None: RECEIPTS_ENABLED=false
+    emit: Callable[..., Awaitable[None]] | None = None  # an event to the events exchange
+    schedule_max_days: float = 30.0

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from push_service.config import access, sections
+from push_service.config import access, features, sections
 from push_service.config.access import DEFAULT_RABBITMQ_URL
 from push_service.config.environment import Env, read_env_file, redact_url
 from push_service.config.sections import (
@@ -22,7 +22,13 @@ from push_service.config.sections import (
     PayloadFormat,
 )
 
-_SECRET_FIELDS = {"vapid_private_key", "vapid_keys", "api_tokens", "subscribe_jwt_secret"}
+_SECRET_FIELDS = {
+    "vapid_private_key",
+    "vapid_keys",
+    "api_tokens",
+    "subscribe_jwt_secret",
+    "receipts_secret",
+}
 _URL_FIELDS = {"rabbitmq_urls", "redis_url", "user_service_url"}
 
 
@@ -105,6 +111,11 @@ class Settings:
     queue_depth_interval_seconds: float = 15.0
     # --- payload format (issue 14): see _payload_values ---
     push_payload_format: PayloadFormat = "classic"
+    # --- scheduled sends and receipts (issue 24): see features.py ---
+    schedule_max_days: float = 30.0
+    receipts_enabled: bool = True
+    receipts_secret: str = ""  # "" outside production: derived from the VAPID key
+    public_base_url: str = ""  # "": receipt URLs are relative to the page's origin
 
     @property
     def production(self) -> bool:
@@ -152,5 +163,6 @@ class Settings:
             **access.cluster_values(env),
             **sections.observability_values(env),
             **sections.payload_values(env),
+            **features.feature_values(env, env.text("NODE_ENV") == "production"),
             warnings=sections.removed(env),
         )

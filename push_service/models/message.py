@@ -18,6 +18,7 @@ from push_service.models.device import Device, RejectedDevice, device_from, endp
 from push_service.models.diagnose import decode
 from push_service.models.payload import build_payload
 from push_service.models.rules import MAX_URL, PayloadFormat
+from push_service.models.send_at import send_at_seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +34,7 @@ class Notification:
     payload_format: PayloadFormat = "classic"
     # False only for a user_id nobody vouched for (AMQP header x-push-user-verified).
     user_verified: bool = True
+    send_at: float | None = None  # epoch seconds: not pushed before (push_service.schedule)
 
 
 def decode_message(body: bytes) -> wire.NotificationMessage:
@@ -72,6 +74,7 @@ def parse_notification(
         urgency=message.urgency,
         topic=message.topic,
         payload_format=message.payload_format,
+        send_at=None if message.send_at is None else send_at_seconds(message.send_at),
     )
 
 

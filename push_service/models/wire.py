@@ -202,6 +202,17 @@ NotificationId = Annotated[
 ]
 
 
+SendAt = Annotated[
+    Annotated[str, Meta(min_length=1, max_length=64, title="ISO-8601 date-time with offset")]
+    | Annotated[float, Meta(ge=0, title="seconds since the epoch")],
+    Meta(
+        description="Push no earlier than this (ISO-8601 with an offset, or epoch seconds);"
+        " held in RabbitMQ until then and sent within seconds after it. At most"
+        " SCHEDULE_MAX_DAYS ahead, at most a minute in the past. The TTL counts from it."
+    ),
+]
+
+
 class NotificationMessage(msgspec.Struct, kw_only=True):
     """A notification request, as peer services publish it to the queue."""
 
@@ -265,6 +276,7 @@ class NotificationMessage(msgspec.Struct, kw_only=True):
     mutable: Annotated[
         Flag, Meta(description="Declarative: let the service worker change it first.")
     ] = None
+    send_at: SendAt | None = None
 
 
 class NotificationIdOnly(msgspec.Struct):

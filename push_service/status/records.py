@@ -17,7 +17,9 @@ from push_service.deadline import from_iso, to_iso
 
 DEVICE_FIELDS = ("d:", "r:", "x:")  # final outcome, waiting for a retry, dead-lettered
 ANSWER_FIELD = "u:"  # the User Service's answer to a device's report
-COUNTS = ("sent", "failed", "devices_total", "refused_messages")
+RECEIPT_FIELD = "e:"  # a browser's receipts of a device: {"delivered_at", "clicked_at", ...}
+COUNTS = ("sent", "failed", "devices_total", "refused_messages", "cancelled")
+RECEIPT_COUNTS = ("delivered", "clicked", "closed")
 
 
 _now_cache: list[Any] = [0, ""]  # the last millisecond formatted, and its text
@@ -115,6 +117,7 @@ class Begun:
     deadline: float  # epoch seconds
     done: frozenset[str] = frozenset()
     retrying: dict[str, DeviceRetry] = field(default_factory=dict)
+    cancelled: bool = False  # DELETE /notifications/{id}: push none of the devices left
 
 
 def to_record(raw: dict[str, str]) -> dict[str, Any]:
@@ -122,15 +125,18 @@ def to_record(raw: dict[str, str]) -> dict[str, Any]:
     record: dict[str, Any] = {}
     devices: dict[str, dict[str, Any]] = {}
     answers: dict[str, str] = {}
+    receipts: dict[str, dict[str, Any]] = {}
     for name, value in raw.items():
         if name[:2] == ANSWER_FIELD:
             answers[name[2:]] = value
+        elif name[:2] == RECEIPT_FIELD:
+            receipts[name[2:]] = orjson.loads(value)
         elif name[:2] in DEVICE_FIELDS:
             device = orjson.loads(value)
             # A final outcome wins over a retrying entry left by a crash in between.
             if name[:2] == "d:" or name[2:] not in devices:
                 devices[name[2:]] = device
-        elif name in COUNTS:
+        elif name in COUNTS or name in RECEIPT_COUNTS:
             record[name] = int(value)
         elif name == "user_verified":
             record[name] = value == "true"
@@ -139,5 +145,8 @@ def to_record(raw: dict[str, str]) -> dict[str, Any]:
     for device_id, answer in answers.items():
         if device_id in devices:  # the User Service's answer may be written before the outcome
             devices[device_id]["deactivation"] = answer
+    for device_id, seen in receipts.items():
+        if device_id in devices:  # a receipt may arrive before the outcome is written
+            devices[device_id]["receipts"] = seen
     record["devices"] = sorted(devices.values(), key=lambda d: d.get("at", ""))
     return record

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 # ARGV: now, ttl, notification_id, user_id, devices_total, fingerprint, deadline,
 # user_verified ('true' | 'false')
-# Returns {state, deadline, done device ids, retrying device JSON}; state 1 = new record,
+# Returns {state, deadline, done device ids, retrying device JSON, cancelled (1 | 0)};
+# state 1 = new record (or a scheduled one now due),
 # 0 = the same notification again, -1 = a different notification under this id (then
 # the second item is when the one on record was created).
 BEGIN = """
@@ -19,7 +20,7 @@ local key = KEYS[1]
 local now, ttl, fingerprint = ARGV[1], ARGV[2], ARGV[6]
 local stored = redis.call('HGET', key, 'fingerprint')
 if stored and stored ~= fingerprint then
-  return {-1, redis.call('HGET', key, 'created_at') or '', {}, {}}
+  return {-1, redis.call('HGET', key, 'created_at') or '', {}, {}, 0}
 end
 local state = 0
 if not stored then
@@ -33,6 +34,10 @@ if not stored then
              'created_at', created, 'updated_at', now, 'user_verified', ARGV[8])
   if reason then redis.call('HSET', key, 'reason', reason) end
   state = 1
+elseif redis.call('HGET', key, 'status') == 'scheduled' then
+  -- Due: the scheduled record starts now, its deadline counted from send_at.
+  redis.call('HSET', key, 'status', 'processing', 'deadline', ARGV[7], 'updated_at', now)
+  state = 1
 elseif tonumber(ARGV[5]) > tonumber(redis.call('HGET', key, 'devices_total') or '0') then
   -- The same notification again with more devices: the total must cover them.
   redis.call('HSET', key, 'devices_total', ARGV[5])
@@ -40,6 +45,8 @@ end
 redis.call('EXPIRE', key, ttl)
 local done, retrying = {}, {}
 if state == 0 then
+  -- A scheduled record cancelled before it was due has no deadline yet.
+  redis.call('HSETNX', key, 'deadline', ARGV[7])
   local fields = redis.call('HGETALL', key)
   for i = 1, #fields, 2 do
     local prefix = string.sub(fields[i], 1, 2)
@@ -47,7 +54,8 @@ if state == 0 then
     elseif prefix == 'r:' then table.insert(retrying, fields[i + 1]) end
   end
 end
-return {state, redis.call('HGET', key, 'deadline'), done, retrying}
+return {state, redis.call('HGET', key, 'deadline'), done, retrying,
+        redis.call('HEXISTS', key, 'cancelled_at')}
 """
 
 # ARGV: now, ttl, then triples (device id, JSON, kind) with kind sent | failed | retrying.
@@ -61,16 +69,24 @@ for i = 3, #ARGV, 3 do
       redis.call('HSET', key, 'r:' .. id, ARGV[i + 1])
     end
   elseif redis.call('HSETNX', key, 'd:' .. id, ARGV[i + 1]) == 1 then
-    redis.call('HINCRBY', key, kind, 1)
+    -- A cancel counted every open device as cancelled: one that ends otherwise moves.
+    if kind ~= 'cancelled' then
+      redis.call('HINCRBY', key, kind, 1)
+      if redis.call('HEXISTS', key, 'cancelled_at') == 1 then
+        redis.call('HINCRBY', key, 'cancelled', -1)
+      end
+    end
     redis.call('HDEL', key, 'r:' .. id)
   end
 end
 local sent = tonumber(redis.call('HGET', key, 'sent') or '0')
 local failed = tonumber(redis.call('HGET', key, 'failed') or '0')
+local cancelled = tonumber(redis.call('HGET', key, 'cancelled') or '0')
 local total = tonumber(redis.call('HGET', key, 'devices_total') or '0')
 local status = 'processing'
-if sent + failed >= total then
-  if sent > 0 then status = 'sent' else status = 'failed' end
+if sent + failed + cancelled >= total then
+  if sent > 0 then status = 'sent' elseif failed > 0 then status = 'failed'
+  else status = 'cancelled' end
   redis.call('HSETNX', key, 'completed_at', now)
 end
 redis.call('HSET', key, 'status', status, 'updated_at', now)

@@ -20,7 +20,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from push_service.deadline import from_iso, to_iso
 from push_service.errors import DuplicateNotification
 from push_service.status import scripts
-from push_service.status.batch import CALL_TIMEOUT, ScriptBatcher
+from push_service.status.batch import CALL_TIMEOUT, Script, ScriptBatcher
 from push_service.status.records import Begun, DeviceOutcome, DeviceRetry, to_record, utc_now
 
 RedisUnavailable = (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError)
@@ -46,6 +46,13 @@ class StatusStore:
         self._fail = self._batch.register(scripts.FAIL)
         self._deactivation = self._batch.register(scripts.DEACTIVATION)
 
+    def register(self, body: str) -> Script:
+        """A further one-key script on the records (push_service.status.control)."""
+        return self._batch.register(body)
+
+    async def call(self, script: Script, notification_id: str, args: list[Any]) -> Any:
+        return await self._batch.call(script, self.key(notification_id), args)
+
     def key(self, notification_id: str) -> str:
         return f"{self.prefix}notification:{notification_id}"
 
@@ -65,7 +72,7 @@ class StatusStore:
         Raises DuplicateNotification when a different notification holds this id.
         """
         args = [utc_now(), self.ttl, notification_id, user_id or "", total]
-        state, when, done, retrying = await self._batch.call(
+        state, when, done, retrying, cancelled = await self._batch.call(
             self._begin,
             self.key(notification_id),
             [*args, fingerprint, to_iso(deadline), "true" if user_verified else "false"],
@@ -81,6 +88,7 @@ class StatusStore:
             deadline=deadline if state == 1 else from_iso(when),
             done=frozenset(done),
             retrying={retry.device: retry for retry in retries},
+            cancelled=bool(cancelled),
         )
 
     async def record(

@@ -1,0 +1,30 @@
+"""Scheduled sends and receipts (issue 24): SCHEDULE_*, RECEIPTS_*, PUBLIC_BASE_URL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from push_service.config.environment import Env
+from push_service.errors import ConfigError
+
+MIN_RECEIPTS_SECRET_BYTES = 32
+
+
+def feature_values(env: Env, production: bool) -> dict[str, Any]:
+    enabled = env.flag("RECEIPTS_ENABLED", True)
+    secret = env.text("RECEIPTS_SECRET")
+    if secret and len(secret.encode()) < MIN_RECEIPTS_SECRET_BYTES:
+        raise ConfigError(f"RECEIPTS_SECRET must be at least {MIN_RECEIPTS_SECRET_BYTES} bytes")
+    if production and enabled and not secret:
+        # Every replica must sign and check the same tokens: a secret made up per
+        # process would turn the receipts of the others into forgeries.
+        raise ConfigError("RECEIPTS_SECRET is required in production (or RECEIPTS_ENABLED=false)")
+    base = env.text("PUBLIC_BASE_URL").rstrip("/")
+    if base and not base.startswith(("https://", "http://")):
+        raise ConfigError(f"PUBLIC_BASE_URL must be an http(s) URL, got {base!r}")
+    return {
+        "schedule_max_days": env.number("SCHEDULE_MAX_DAYS", 30.0, 0.001),
+        "receipts_enabled": enabled,
+        "receipts_secret": secret,
+        "public_base_url": base,
+    }
