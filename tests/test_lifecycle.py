@@ -266,7 +266,7 @@ async def test_a_gone_subscription_is_reported_forgotten_and_announced(world: Wo
         if e["notification_id"] == notification_id
     ]
     assert [(e["status"], e["counts"]) for e in completed] == [
-        ("failed", {"devices_total": 1, "sent": 0, "failed": 1})
+        ("failed", {"devices_total": 1, "sent": 0, "failed": 1, "cancelled": 0})
     ]
     [device] = completed[0]["devices"]
     assert device["reason"] == "subscription_gone" and device["origin"].startswith("http://")

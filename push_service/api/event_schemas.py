@@ -22,13 +22,18 @@ SUBSCRIPTION_REPLACED = "subscription.replaced"
 SUBSCRIPTION_REMOVED = "subscription.removed"
 SUBSCRIPTION_GONE = "subscription.gone"
 NOTIFICATION_COMPLETED = "notification.completed"
+NOTIFICATION_DELIVERED = "notification.delivered"
+NOTIFICATION_CLICKED = "notification.clicked"
 EVENT_NAMES = (
     SUBSCRIPTION_CREATED,
     SUBSCRIPTION_REPLACED,
     SUBSCRIPTION_REMOVED,
     SUBSCRIPTION_GONE,
     NOTIFICATION_COMPLETED,
+    NOTIFICATION_DELIVERED,
+    NOTIFICATION_CLICKED,
 )
+OUTCOMES = ["sent", "failed", "cancelled"]
 
 
 def _closed(properties: Schema, description: str) -> Schema:
@@ -80,7 +85,7 @@ def _completed() -> Schema:
         {
             "device": {"type": "string", "pattern": DEVICE_REGEX},
             "origin": {"type": ["string", "null"]},
-            "status": {"enum": ["sent", "failed"]},
+            "status": {"enum": OUTCOMES},
             "reason": {"type": ["string", "null"]},
         },
         "One device's outcome, named by id and origin, never by its endpoint URL.",
@@ -90,14 +95,27 @@ def _completed() -> Schema:
             **_envelope(NOTIFICATION_COMPLETED),
             "notification_id": {"type": "string", "minLength": 1},
             "user_id": {"type": ["string", "null"]},
-            "status": {"enum": ["sent", "failed"]},
+            "status": {
+                "enum": OUTCOMES,
+                "description": "sent if any device accepted it, else failed if any failed,"
+                " else cancelled",
+            },
             "counts": _closed(
-                {"devices_total": count, "sent": count, "failed": count}, "Devices by outcome."
+                {"devices_total": count, "sent": count, "failed": count, "cancelled": count},
+                "Devices by outcome.",
             ),
             "devices": {"type": "array", "items": device},
         },
         "Every device of a notification has its final outcome.",
     )
+
+
+def _receipt(event: str) -> Schema:
+    return {
+        **_envelope(event),
+        "notification_id": {"type": "string", "minLength": 1},
+        "device": {"type": "string", "pattern": DEVICE_REGEX, "description": "device id"},
+    }
 
 
 def event_schemas() -> dict[str, Schema]:
@@ -129,6 +147,13 @@ def event_schemas() -> dict[str, Schema]:
             gone, "The push service said the subscription no longer exists; it was removed."
         ),
         NOTIFICATION_COMPLETED: _completed(),
+        NOTIFICATION_DELIVERED: _closed(
+            _receipt(NOTIFICATION_DELIVERED),
+            "A device's service worker showed the notification (its receipt, once).",
+        ),
+        NOTIFICATION_CLICKED: _closed(
+            _receipt(NOTIFICATION_CLICKED), "The notification was clicked on a device (once)."
+        ),
     }
 
 
@@ -170,7 +195,7 @@ def event_examples() -> dict[str, dict[str, Any]]:
                 "notification_id": "n-7",
                 "user_id": "u-42",
                 "status": "sent",
-                "counts": {"devices_total": 2, "sent": 1, "failed": 1},
+                "counts": {"devices_total": 2, "sent": 1, "failed": 1, "cancelled": 0},
                 "devices": [
                     {
                         "device": device,
@@ -186,5 +211,11 @@ def event_examples() -> dict[str, dict[str, Any]]:
                     },
                 ],
             },
+        ),
+        NOTIFICATION_DELIVERED: example(
+            NOTIFICATION_DELIVERED, {"notification_id": "n-7", "device": device}
+        ),
+        NOTIFICATION_CLICKED: example(
+            NOTIFICATION_CLICKED, {"notification_id": "n-7", "device": device}
         ),
     }

@@ -17,7 +17,7 @@ from push_service.models import Notification
 from push_service.status import DeviceOutcome, StatusStore
 
 Emit = Callable[..., Awaitable[None]]
-FINAL = ("sent", "failed")
+FINAL = ("sent", "failed", "cancelled")
 
 
 class Completion:
@@ -64,6 +64,8 @@ def _device(device: str, endpoint: str, status: str | None, reason: str | None) 
 
 
 def _counts(devices: Sequence[dict[str, Any]]) -> dict[str, int]:
-    sent = sum(1 for d in devices if d["status"] == "sent")
-    failed = sum(1 for d in devices if d["status"] == "failed")
-    return {"devices_total": len(devices), "sent": sent, "failed": failed}
+    counts = {"devices_total": len(devices), **dict.fromkeys(FINAL, 0)}
+    for device in devices:
+        if device["status"] in FINAL:
+            counts[device["status"]] += 1
+    return counts
