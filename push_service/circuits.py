@@ -184,9 +184,6 @@ class Circuit:
         Every slot taken and no answer for a few of the origin's usual latencies: a push
         service that answers at all frees slots far faster, so the push is parked
         ("busy") at once rather than hold its consumer slot until the circuit opens.
-        It is parked until the stall time is up, when the circuit knows: back sooner, it
-        would only be parked again (each round trip costs as much as a push, taken from
-        the healthy push services); back then, it is held if the origin is dark.
         """
         while True:
             now = self._clock()
@@ -194,8 +191,7 @@ class Circuit:
             quiet = now - self._progress
             if quiet >= patience:
                 detail = f"every request slot of {self.origin} taken, no answer for {quiet:.2g}s"
-                verdict = self._progress + self.policy.stall_seconds
-                raise PushServiceUnavailable(detail, max(now + patience, verdict), "busy")
+                raise PushServiceUnavailable(detail, now + patience, "busy")
             try:
                 async with asyncio.timeout(patience - quiet):
                     await self._slots.acquire()
