@@ -28,6 +28,7 @@ from pamqp import commands as spec
 from pamqp.header import ContentHeader
 
 from push_service.broker import publish_confirmed
+from push_service.errors import BrokerUnavailable
 
 BUNDLE_HEADER = "x-push-bundle"
 MAX_COPIES = 500  # in one bundle
@@ -85,10 +86,13 @@ class Bundler:
         body, properties = pack([copy for copy, _ in batch])
         try:
             await self._publish(channel, origin, body, properties)
-        except Exception as exc:  # every holder gets the error (BrokerUnavailable mostly)
+        except BaseException as exc:  # every holder gets the error (BrokerUnavailable mostly)
+            error = exc if isinstance(exc, Exception) else BrokerUnavailable("publish cancelled")
             for _, future in batch:
                 if not future.done():
-                    future.set_exception(exc)
+                    future.set_exception(error)
+            if error is not exc:
+                raise
         else:
             for _, future in batch:
                 if not future.done():
@@ -133,6 +137,11 @@ def pack(copies: list[Copy]) -> tuple[bytes, spec.Basic.Properties]:
 
 def is_bundle(message: DeliveredMessage) -> bool:
     return BUNDLE_HEADER in (message.header.properties.headers or {})
+
+
+def copies_in(message: DeliveredMessage) -> int:
+    count = (message.header.properties.headers or {}).get(BUNDLE_HEADER)
+    return count if isinstance(count, int) and count > 0 else 1
 
 
 def unpack(body: bytes) -> list[Copy]:

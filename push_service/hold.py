@@ -32,7 +32,7 @@ from pamqp import commands as spec
 from pamqp.header import ContentHeader
 
 from push_service.broker import AMQP_ERRORS, publish_confirmed
-from push_service.bundles import Bundler, Copy, is_bundle, pack, republish, unpack
+from push_service.bundles import Bundler, Copy, copies_in, is_bundle, pack, republish, unpack
 from push_service.endpoints import EndpointPolicy, host_label
 from push_service.errors import BrokerUnavailable, EndpointNotAllowed, Unroutable
 from push_service.metrics import Metrics
@@ -42,7 +42,7 @@ from push_service.topology import Topology, back_to_main
 log = logging.getLogger(__name__)
 
 HELD_REASONS = frozenset({"circuit_open"})
-RELEASE_BATCH = 200  # copies taken before their publishes are confirmed together
+RELEASE_BATCH = 200  # copies (at least) taken before their publishes are confirmed together
 _UNSAFE = re.compile(r"[^A-Za-z0-9.-]")
 
 
@@ -175,11 +175,13 @@ class Hold:
         moved = 0
         while keep_going():
             batch: list[DeliveredMessage] = []
-            while len(batch) < RELEASE_BATCH:
+            taken = 0  # copies, a bundle counting for its own
+            while taken < RELEASE_BATCH:
                 message = await self.take(channel, origin)
                 if message is None:
                     break
                 batch.append(message)
+                taken += copies_in(message)
             if not batch:
                 break
             try:
