@@ -33,9 +33,11 @@ log = logging.getLogger(__name__)
 MAX_CIRCUITS = 10_000  # origins remembered; idle closed circuits are forgotten first
 # Waiting for a slot: the origin is overdue after this many of its usual latencies with
 # no answer (bounded below, and above by a quarter of the stall time); before its first
-# answer, after FIRST_PATIENCE.
+# answer, after FIRST_PATIENCE. The floor outlasts the pauses of a push service that
+# answers in milliseconds (a loaded machine, a collection): each such pause parked the
+# healthy pushes waiting for a slot, a round trip each and half a second late.
 PATIENCE_LATENCIES = 4.0
-MIN_PATIENCE = 0.05
+MIN_PATIENCE = 0.25
 FIRST_PATIENCE = 0.5
 LATENCY_WEIGHT = 0.2  # of a new sample in the moving average
 

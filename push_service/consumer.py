@@ -24,6 +24,7 @@ from aiormq.abc import AbstractChannel, DeliveredMessage
 
 from push_service import broker
 from push_service.broker import AMQP_ERRORS, USER_VERIFIED_HEADER
+from push_service.bundles import is_bundle, republish
 from push_service.dead_letters import DeadLetters
 from push_service.deadline import publisher_time
 from push_service.delivery import Delivery, DeliveryResult
@@ -184,6 +185,9 @@ class Consumer:
         await broker.settle(message, current, ack=settle is Settle.ACK)
 
     async def _process(self, message: DeliveredMessage) -> Settle:
+        if is_bundle(message):  # held copies that expired together: each on its own
+            await republish(message.channel, self.limits.queue, message, self.parking.timeout)
+            return Settle.ACK
         arrived = time.monotonic()
         body = message.body
         if len(body) > self.limits.max_message_bytes:

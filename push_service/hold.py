@@ -7,7 +7,8 @@ with only that origin's devices, to `<queue>.hold.<origin label>.<hash>`: durabl
 TTL of its own, each copy expiring at its notification's deadline back to the main queue
 (where it is recorded `expired`). `push_service.recovery` probes the origin with one
 held copy at a time and, once it answers, releases the queue: every copy is moved
-back to the main queue (confirmed publish, then ack).
+back to the main queue (confirmed publish, then ack). Copies held at about the same
+time travel together, in one bundle (`push_service.bundles`).
 
 The origins with a hold queue are a Redis set, so that a replica that starts (or
 outlives the one that held them) finds them: no plugin or management API is needed
@@ -18,18 +19,20 @@ far deadline delays the `expired` record (never a push) of later, shorter ones.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 import re
-import time
 from collections.abc import Callable
 
 import aiormq
 import redis.asyncio as redis
 from aiormq.abc import AbstractChannel, AbstractConnection, DeliveredMessage
 from pamqp import commands as spec
+from pamqp.header import ContentHeader
 
 from push_service.broker import AMQP_ERRORS, publish_confirmed
+from push_service.bundles import Bundler, Copy, copies_in, is_bundle, pack, republish, unpack
 from push_service.endpoints import EndpointPolicy, host_label
 from push_service.errors import BrokerUnavailable, EndpointNotAllowed, Unroutable
 from push_service.metrics import Metrics
@@ -39,7 +42,7 @@ from push_service.topology import Topology, back_to_main
 log = logging.getLogger(__name__)
 
 HELD_REASONS = frozenset({"circuit_open"})
-RELEASE_BATCH = 200  # copies taken before their publishes are confirmed together
+RELEASE_BATCH = 200  # copies (at least) taken before their publishes are confirmed together
 _UNSAFE = re.compile(r"[^A-Za-z0-9.-]")
 
 
@@ -68,6 +71,7 @@ class Hold:
         self.metrics = metrics
         self.on_held: Callable[[str], None] | None = None  # recovery starts watching
         self._noted: set[str] = set()  # on record in Redis, declared, since the last forget
+        self._bundler = Bundler(self._publish)
 
     def origin_for(self, retry: DeviceRetry) -> str | None:
         """The origin to hold `retry` for, None when it goes on the ladder."""
@@ -89,14 +93,21 @@ class Hold:
         properties: spec.Basic.Properties,
         deadline: float | None,
     ) -> None:
-        """Publish (confirmed) a copy to the origin's hold queue, expiring at `deadline`."""
+        """Publish (confirmed, bundled with others) a copy to the origin's hold queue,
+        expiring at `deadline`."""
         if origin not in self._noted:
             # On record before the first copy: a replica that starts must find it.
             await self.redis.sadd(self.key, origin)
             await self.declare(channel.connection, origin)
             self._noted.add(origin)
-        if deadline is not None:
-            properties.expiration = str(max(1, round((deadline - time.time()) * 1000)))
+        await self._bundler.add(channel, origin, Copy(properties, body, deadline))
+        self.metrics.held.inc()
+        if self.on_held is not None:
+            self.on_held(origin)
+
+    async def _publish(
+        self, channel: AbstractChannel, origin: str, body: bytes, properties: spec.Basic.Properties
+    ) -> None:
         queue = self.queue(origin)
         try:
             await publish_confirmed(
@@ -108,9 +119,6 @@ class Hold:
             await publish_confirmed(
                 channel, queue, body, timeout=self.timeout, properties=properties
             )
-        self.metrics.held.inc()
-        if self.on_held is not None:
-            self.on_held(origin)
 
     async def origins(self) -> set[str]:
         return {
@@ -134,6 +142,27 @@ class Hold:
         message = await channel.basic_get(self.queue(origin), no_ack=False, timeout=self.timeout)
         return None if isinstance(message.delivery, spec.Basic.GetEmpty) else message
 
+    async def take_probe(self, channel: AbstractChannel, origin: str) -> DeliveredMessage | None:
+        """One held copy to probe with (unacked, on `channel`); None when none is held.
+
+        From a bundle, the first copy: the others are held again first (a copy held
+        twice is harmless), and the probe's ack settles the bundle.
+        """
+        message = await self.take(channel, origin)
+        if message is None or not is_bundle(message):
+            return message
+        first, *rest = unpack(message.body)
+        if rest:
+            body, properties = pack(rest)
+            try:
+                await self._publish(channel, origin, body, properties)
+            except BaseException:
+                await _close(channel)  # the broker puts the bundle back
+                raise
+        first.properties.expiration = None
+        header = ContentHeader(0, len(first.body), first.properties)
+        return dataclasses.replace(message, header=header, body=first.body)
+
     async def release(
         self, channel: AbstractChannel, origin: str, keep_going: Callable[[], bool]
     ) -> int:
@@ -146,15 +175,17 @@ class Hold:
         moved = 0
         while keep_going():
             batch: list[DeliveredMessage] = []
-            while len(batch) < RELEASE_BATCH:
+            taken = 0  # copies, a bundle counting for its own
+            while taken < RELEASE_BATCH:
                 message = await self.take(channel, origin)
                 if message is None:
                     break
                 batch.append(message)
+                taken += copies_in(message)
             if not batch:
                 break
             try:
-                await asyncio.gather(*(self._move(channel, m) for m in batch))
+                copies = await asyncio.gather(*(self._move(channel, m) for m in batch))
             except BaseException:
                 await _close(channel)
                 raise
@@ -162,16 +193,13 @@ class Hold:
             assert isinstance(last, spec.Basic.GetOk)
             assert last.delivery_tag is not None
             await channel.basic_ack(last.delivery_tag, multiple=True)
-            moved += len(batch)
-            self.metrics.released.inc(len(batch))
+            moved += sum(copies)
+            self.metrics.released.inc(sum(copies))
         return moved
 
-    async def _move(self, channel: AbstractChannel, message: DeliveredMessage) -> None:
-        properties = message.header.properties
-        properties.expiration = None  # the main queue must never drop it
-        await publish_confirmed(
-            channel, self.topology.queue, message.body, timeout=self.timeout, properties=properties
-        )
+    async def _move(self, channel: AbstractChannel, message: DeliveredMessage) -> int:
+        """Publish the copies of a held message to the main queue; how many."""
+        return await republish(channel, self.topology.queue, message, self.timeout)
 
     async def forget(self, connection: AbstractConnection, origin: str) -> bool:
         """Delete the origin's hold queue if it is empty and take it off the record."""

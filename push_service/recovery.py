@@ -174,7 +174,7 @@ class Recovery:
 
     async def _probe(self, origin: str) -> bool:
         """Hand one held copy to the consumer (its push probes); False when none is held."""
-        message = await self.hold.take(await self.channels.get(), origin)
+        message = await self.hold.take_probe(await self.channels.get(), origin)
         if message is None:
             return False
         self.metrics.probes.inc()
