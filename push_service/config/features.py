@@ -10,15 +10,14 @@ from push_service.errors import ConfigError
 MIN_RECEIPTS_SECRET_BYTES = 32
 
 
-def feature_values(env: Env, production: bool) -> dict[str, Any]:
+def feature_values(env: Env) -> dict[str, Any]:
+    """Without RECEIPTS_SECRET the key is derived from the current VAPID key (`receipts`),
+    which every replica shares: never a secret made up per process, which would turn the
+    other replicas' receipts into forgeries."""
     enabled = env.flag("RECEIPTS_ENABLED", True)
     secret = env.text("RECEIPTS_SECRET")
     if secret and len(secret.encode()) < MIN_RECEIPTS_SECRET_BYTES:
         raise ConfigError(f"RECEIPTS_SECRET must be at least {MIN_RECEIPTS_SECRET_BYTES} bytes")
-    if production and enabled and not secret:
-        # Every replica must sign and check the same tokens: a secret made up per
-        # process would turn the receipts of the others into forgeries.
-        raise ConfigError("RECEIPTS_SECRET is required in production (or RECEIPTS_ENABLED=false)")
     base = env.text("PUBLIC_BASE_URL").rstrip("/")
     if base and not base.startswith(("https://", "http://")):
         raise ConfigError(f"PUBLIC_BASE_URL must be an http(s) URL, got {base!r}")

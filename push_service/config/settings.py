@@ -163,6 +163,6 @@ class Settings:
             **access.cluster_values(env),
             **sections.observability_values(env),
             **sections.payload_values(env),
-            **features.feature_values(env, env.text("NODE_ENV") == "production"),
+            **features.feature_values(env),
             warnings=sections.removed(env),
         )
