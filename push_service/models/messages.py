@@ -134,6 +134,10 @@ MESSAGE = {
     ),
     "urgency": FieldErrors("invalid_urgency", "urgency must be one of very-low, low, normal, high"),
     "topic": FieldErrors("invalid_topic", "topic must be 1 to 64 letters, digits and _.:-"),
+    "send_at": FieldErrors(
+        "invalid_send_at",
+        "send_at must be an ISO-8601 date-time with an offset, or epoch seconds",
+    ),
     "payload_format": FieldErrors(
         "invalid_payload_format", "payload_format must be classic or declarative"
     ),
