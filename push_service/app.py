@@ -33,6 +33,7 @@ from push_service.dead_letters import DeadLetters
 from push_service.delivery import Delivery
 from push_service.endpoints import EndpointPolicy, host_label
 from push_service.events import EXCHANGE_TYPE, Events
+from push_service.fanout import Fanout
 from push_service.hold import Hold
 from push_service.lifecycle import Completion, Subscribed, SubscribeRequest, Subscriptions
 from push_service.limits import BodyLimitMiddleware, ClientAddress, RateLimiter
@@ -47,6 +48,7 @@ from push_service.reports import ReportOutbox, ReportQueues, ReportRelay, UserSe
 from push_service.reports.report import Kind
 from push_service.retry import PushRetryPolicy
 from push_service.status import RedisUnavailable, StatusStore
+from push_service.status.fanout import FanoutLedger
 from push_service.supervisor import BrokerSupervisor
 from push_service.vapid_keys import VapidKeys
 from push_service.webpush import WebPushSender, make_session
@@ -64,7 +66,10 @@ class Runtime:
         self.policy = EndpointPolicy(settings.push_endpoint_allowlist, settings.push_allow_http)
         self.keys = keys
         self.redis = redis_client.connect(
-            settings.redis_url, settings.redis_sentinels, settings.redis_sentinel_master
+            settings.redis_url,
+            settings.redis_sentinels,
+            settings.redis_sentinel_master,
+            settings.redis_cluster_nodes,
         )
         self.primary_watch = redis_client.PrimaryWatch(self.redis)
         self.store = StatusStore(
@@ -209,6 +214,14 @@ class Runtime:
         parking = Parking(self.ladder, self.topology, timeout, self.metrics, hold)
         assert self.events is not None
         completion = Completion(self.store, self.events.emit)
+        fanout = Fanout(
+            self.registry,
+            FanoutLedger(self.store),
+            delivery,
+            self.topology,
+            chunk_size=s.fanout_chunk_size,
+            timeout=timeout,
+        )
         return Consumer(
             limits,
             delivery,
@@ -217,6 +230,7 @@ class Runtime:
             self.policy,
             self.metrics,
             completed=completion.completed if self.events.enabled else None,
+            fanout=fanout,
         )
 
     def _pusher(self) -> Pusher:
@@ -293,7 +307,9 @@ class Runtime:
     def _note_redis(self, error: str | None) -> None:
         """Log Redis becoming unavailable (or available again) once per change."""
         s = self.settings
-        shown = redis_client.describe(s.redis_url, s.redis_sentinels, s.redis_sentinel_master)
+        shown = redis_client.describe(
+            s.redis_url, s.redis_sentinels, s.redis_sentinel_master, s.redis_cluster_nodes
+        )
         if error is not None and self._redis_error is None:
             log.warning("Redis at %s is unavailable: %s", shown, error)
         elif error is None and self._redis_error is not None:
@@ -313,6 +329,10 @@ class Runtime:
     async def unsubscribe(self, endpoint: str, auth: str) -> Subscription | None:
         assert self.subscriptions is not None, "unsubscribe() before start()"
         return await self.subscriptions.unsubscribe(endpoint, auth)
+
+    async def remove_subscription(self, device: str) -> Subscription | None:
+        assert self.subscriptions is not None, "remove_subscription() before start()"
+        return await self.subscriptions.remove(device)
 
 
 def create_app(settings: Settings, keys: VapidKeys) -> Starlette:
@@ -347,6 +367,8 @@ def api_services(runtime: Runtime) -> ApiServices:
         publish=runtime.publish,
         subscribe=runtime.subscribe,
         unsubscribe=runtime.unsubscribe,
+        registry=runtime.registry,
+        remove_subscription=runtime.remove_subscription,
         policy=runtime.policy,
         metrics=runtime.metrics,
         vapid_keys=runtime.keys,

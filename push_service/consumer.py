@@ -29,6 +29,7 @@ from push_service.deadline import publisher_time
 from push_service.delivery import Delivery, DeliveryResult
 from push_service.endpoints import EndpointPolicy
 from push_service.errors import BrokerUnavailable, ValidationError
+from push_service.fanout import Fanout, is_chunk
 from push_service.metrics import Metrics
 from push_service.models import Notification, PayloadFormat, off_loop, parse_notification
 from push_service.parking import Parking, times_parked
@@ -89,9 +90,11 @@ class Consumer:
         policy: EndpointPolicy,
         metrics: Metrics,
         completed: Completed | None = None,
+        fanout: Fanout | None = None,
     ) -> None:
         self.limits = limits
         self.completed = completed
+        self.fanout = fanout
         self.delivery = delivery
         self.store = delivery.store
         self.parking = parking
@@ -196,6 +199,10 @@ class Consumer:
             notification = await self._parse(body)
             if not user_verified(message):
                 notification = dataclasses.replace(notification, user_verified=False)
+            if notification.audience is not None:
+                return await self._resolve(notification, message)
+            if is_chunk(message):
+                notification = dataclasses.replace(notification, chunk=True)
             result = await self._deliver_once(notification, message, arrived)
         except ValidationError as exc:  # DuplicateNotification included
             await self.dead_letters.send(message, exc.code, exc.detail)
@@ -207,6 +214,17 @@ class Consumer:
         elif self.completed is not None and result.status != "processing":
             await self.completed(notification, result.status, result.outcomes, result.whole)
         self._observed(notification, message, result, arrived)
+        return Settle.ACK
+
+    async def _resolve(self, notification: Notification, message: DeliveredMessage) -> Settle:
+        """An audience: published as chunks of devices (`fanout`), then acked."""
+        if self.fanout is None:
+            raise ValidationError("audience_unsupported", "this consumer has no registry")
+        status = await self.fanout.resolve(notification, message)
+        if self.completed is not None and status in ("sent", "failed"):
+            # Every chunk was delivered before the last was counted, or the audience is empty.
+            await self.completed(notification, status, (), False)
+        self.metrics.messages.inc(result="fanout")
         return Settle.ACK
 
     async def _parse(self, body: bytes) -> Notification:

@@ -26,6 +26,7 @@ from push_service.api.pages import TestPageRoutes
 from push_service.api.responses import error
 from push_service.api.services import ApiServices
 from push_service.api.subscribe import SubscribeRoute
+from push_service.api.subscriptions import SubscriptionRoutes
 
 __all__ = ["ApiServices", "http_error", "routes", "server_error"]
 log = logging.getLogger(__name__)
@@ -37,6 +38,7 @@ def routes(services: ApiServices) -> list[Route]:
         *HealthRoutes(services).routes(),
         *SubscribeRoute(services).routes(),
         *NotificationRoutes(services).routes(),
+        *SubscriptionRoutes(services).routes(),
         Route("/metrics", metrics, methods=["GET"]),
         *TestPageRoutes().routes(),
     ]

@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as redis
+from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
+from redis.crc import key_slot
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 
@@ -63,6 +65,8 @@ class ScriptBatcher:
 
     def __init__(self, client: redis.Redis, replicas: int = 0, timeout: float = 1.0) -> None:
         self.client = client
+        # On a Redis Cluster a batched call may only name keys of one hash slot.
+        self.by_slot = isinstance(client, RedisCluster)
         self.replicas = replicas
         self.timeout_ms = max(1, round(timeout * 1000))
         self.queue: list[_Call] = []
@@ -89,7 +93,7 @@ class ScriptBatcher:
             self.task = None
 
     async def _send(self, batch: list[_Call], batched: bool = True) -> None:
-        groups = _group(batch) if batched else [[call] for call in batch]
+        groups = _group(batch, self.by_slot) if batched else [[call] for call in batch]
         try:
             replies = await self._execute(groups)
             if any(isinstance(r, NoScriptError) for r in replies):
@@ -133,11 +137,13 @@ class ScriptBatcher:
         return [error] * len(replies)
 
 
-def _group(batch: list[_Call]) -> list[list[_Call]]:
-    by_script: dict[int, list[_Call]] = defaultdict(list)
+def _group(batch: list[_Call], by_slot: bool = False) -> list[list[_Call]]:
+    """Calls of one script go together; on a cluster, only those whose keys share a slot."""
+    groups: dict[tuple[int, int], list[_Call]] = defaultdict(list)
     for call in batch:
-        by_script[id(call[0])].append(call)
-    return list(by_script.values())
+        slot = key_slot(call[1].encode()) if by_slot else 0
+        groups[id(call[0]), slot].append(call)
+    return list(groups.values())
 
 
 def _spread(group: list[_Call], reply: Any) -> list[Any]:

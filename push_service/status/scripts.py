@@ -69,7 +69,8 @@ local sent = tonumber(redis.call('HGET', key, 'sent') or '0')
 local failed = tonumber(redis.call('HGET', key, 'failed') or '0')
 local total = tonumber(redis.call('HGET', key, 'devices_total') or '0')
 local status = 'processing'
-if sent + failed >= total then
+-- An audience still being resolved has more devices to come than `devices_total` says.
+if sent + failed >= total and redis.call('HGET', key, 'fanout') ~= 'resolving' then
   if sent > 0 then status = 'sent' else status = 'failed' end
   redis.call('HSETNX', key, 'completed_at', now)
 end

@@ -20,7 +20,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from push_service.deadline import from_iso, to_iso
 from push_service.errors import DuplicateNotification
 from push_service.status import scripts
-from push_service.status.batch import CALL_TIMEOUT, ScriptBatcher
+from push_service.status.batch import CALL_TIMEOUT, Script, ScriptBatcher
 from push_service.status.records import Begun, DeviceOutcome, DeviceRetry, to_record, utc_now
 
 RedisUnavailable = (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError)
@@ -48,6 +48,13 @@ class StatusStore:
 
     def key(self, notification_id: str) -> str:
         return f"{self.prefix}notification:{notification_id}"
+
+    def register(self, body: str) -> Script:
+        """A further one-key script on a record (`status.fanout`), batched like the others."""
+        return self._batch.register(body)
+
+    async def run(self, script: Script, notification_id: str, args: list[Any]) -> Any:
+        return await self._batch.call(script, self.key(notification_id), args)
 
     async def begin(
         self,
