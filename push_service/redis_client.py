@@ -148,7 +148,7 @@ def describe(
 
 def primary(client: redis.Redis) -> str | None:
     """The primary a Sentinel-managed client last found (host:port); None otherwise."""
-    pool = client.connection_pool
+    pool = getattr(client, "connection_pool", None)
     if isinstance(pool, SentinelConnectionPool) and pool.master_address:
         return _address(pool.master_address)
     return None
@@ -232,7 +232,7 @@ class PrimaryWatch:
     """
 
     def __init__(self, client: redis.Redis, interval: float = WATCH_INTERVAL) -> None:
-        self.pool = client.connection_pool
+        self.pool = getattr(client, "connection_pool", None)  # a cluster client has none
         self.interval = interval
         self._task: asyncio.Task[None] | None = None
 

@@ -114,11 +114,14 @@ class ScriptBatcher:
             for group in groups:
                 if len(group) == 1:
                     script, key, args, _ = group[0]
-                    pipe.evalsha(script.single.sha, 1, key, *args)
+                    # execute_command, not evalsha(): a cluster pipeline blocks the latter,
+                    # though it routes the command by its key all the same.
+                    pipe.execute_command("EVALSHA", script.single.sha, 1, key, *args)
                 else:
                     keys = [call[1] for call in group]
                     flat = [v for call in group for v in (len(call[2]), *call[2])]
-                    pipe.evalsha(group[0][0].batched.sha, len(keys), *keys, *flat)
+                    sha = group[0][0].batched.sha
+                    pipe.execute_command("EVALSHA", sha, len(keys), *keys, *flat)
             if self.replicas:
                 pipe.execute_command("WAIT", self.replicas, self.timeout_ms)
             replies: list[Any] = await pipe.execute(raise_on_error=False)
