@@ -17,7 +17,7 @@ from push_service.deadline import from_iso, to_iso
 
 DEVICE_FIELDS = ("d:", "r:", "x:")  # final outcome, waiting for a retry, dead-lettered
 ANSWER_FIELD = "u:"  # the User Service's answer to a device's report
-COUNTS = ("sent", "failed", "devices_total", "refused_messages")
+COUNTS = ("sent", "failed", "devices_total", "refused_messages", "fanout_chunks")
 
 
 _now_cache: list[Any] = [0, ""]  # the last millisecond formatted, and its text

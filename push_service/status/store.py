@@ -137,6 +137,13 @@ class StatusStore:
             raw: dict[str, str] = await self.client.hgetall(self.key(notification_id))  # type: ignore[assignment]  # decode_responses=True
         return to_record(raw) if raw else None
 
+    async def counts(self, notification_id: str) -> dict[str, int]:
+        """devices_total, sent and failed of a record, without reading its devices."""
+        names = ("devices_total", "sent", "failed")
+        async with asyncio.timeout(CALL_TIMEOUT):
+            values = await self.client.hmget(self.key(notification_id), names)
+        return {name: int(value or 0) for name, value in zip(names, values, strict=True)}
+
     async def count_delivery(self, message_key: str, ttl: int = 3600) -> int:
         """How often a message has been delivered (for redelivery limits on classic queues)."""
         key = f"{self.prefix}deliveries:{message_key}"
