@@ -29,7 +29,7 @@ from push_service.deadline import publisher_time
 from push_service.delivery import Delivery, DeliveryResult
 from push_service.endpoints import EndpointPolicy
 from push_service.errors import BrokerUnavailable, ValidationError
-from push_service.fanout import Fanout, is_chunk
+from push_service.fanout import Fanout, chunk_cursor, is_chunk
 from push_service.metrics import Metrics
 from push_service.models import Notification, PayloadFormat, off_loop, parse_notification
 from push_service.parking import Parking, times_parked
@@ -241,6 +241,10 @@ class Consumer:
         skips those devices instead of pushing them a second time.
         """
         key = notification.notification_id
+        if notification.chunk:
+            # Chunks of one fan-out share the id but never a device: only the same chunk
+            # again (a redelivery, a parked copy) waits for an earlier attempt.
+            key = f"{key}\0{chunk_cursor(message)}"
         current = asyncio.current_task()
         assert current is not None
         earlier = self._active.get(key)

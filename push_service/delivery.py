@@ -148,7 +148,14 @@ class Delivery:
         resolver counted them when it published it (`status.fanout`)."""
         ttl = self.default_ttl if n.ttl is None else n.ttl
         deadline = first_deadline(time.time(), published, ttl, self.retry_window)
-        total = 0 if n.chunk else len(n.devices) + len(n.rejected)
+        if n.chunk:
+            keys = [d.key for d in n.devices] + [r.key for r in n.rejected]
+            return await self.stored(
+                lambda: self.store.begin_chunk(
+                    n.notification_id, keys, fingerprint=fingerprint(n), deadline=deadline
+                )
+            )
+        total = len(n.devices) + len(n.rejected)
         return await self.stored(
             lambda: self.store.begin(
                 n.notification_id,

@@ -47,6 +47,11 @@ def is_chunk(message: DeliveredMessage) -> bool:
     return FANOUT_HEADER in (message.header.properties.headers or {})
 
 
+def chunk_cursor(message: DeliveredMessage) -> str:
+    value = (message.header.properties.headers or {}).get(FANOUT_HEADER)
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
 class Fanout:
     def __init__(
         self,

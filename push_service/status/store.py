@@ -45,6 +45,7 @@ class StatusStore:
         self._record = self._batch.register(scripts.RECORD)
         self._fail = self._batch.register(scripts.FAIL)
         self._deactivation = self._batch.register(scripts.DEACTIVATION)
+        self._begin_chunk = self._batch.register(scripts.BEGIN_CHUNK)
 
     def key(self, notification_id: str) -> str:
         return f"{self.prefix}notification:{notification_id}"
@@ -86,6 +87,28 @@ class StatusStore:
         return Begun(
             new=state == 1,
             deadline=deadline if state == 1 else from_iso(when),
+            done=frozenset(done),
+            retrying={retry.device: retry for retry in retries},
+        )
+
+    async def begin_chunk(
+        self, notification_id: str, devices: Sequence[str], *, fingerprint: str, deadline: float
+    ) -> Begun:
+        """`begin` for one chunk of an audience: reads only the chunk's `devices`, and
+        counts none (the resolver did). The record's deadline wins, as in `begin`."""
+        args = [utc_now(), self.ttl, fingerprint, to_iso(deadline), *devices]
+        state, when, done, retrying = await self._batch.call(
+            self._begin_chunk, self.key(notification_id), args
+        )
+        if state == -1:
+            raise DuplicateNotification(
+                f"notification_id {notification_id!r} is on record for a different "
+                f"notification (created {when or 'earlier'}); use a new id"
+            )
+        retries = (DeviceRetry.from_json(raw) for raw in retrying)
+        return Begun(
+            new=False,
+            deadline=from_iso(when),
             done=frozenset(done),
             retrying={retry.device: retry for retry in retries},
         )
