@@ -201,6 +201,8 @@ class Runtime:
             max_devices=s.max_devices_per_message,
             payload_format=s.push_payload_format,
             key_ids=self.keys.ids,
+            # Enough devices to keep PUSH_CONCURRENCY busy twice over, and no more.
+            chunks_in_flight=max(2, 2 * s.push_concurrency // s.fanout_chunk_size),
         )
         timeout = s.publish_timeout_seconds
         dead_letters = DeadLetters(

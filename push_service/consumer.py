@@ -78,6 +78,9 @@ class ConsumerLimits:
     max_devices: int = 10_000
     payload_format: PayloadFormat = "classic"  # for messages that do not say
     key_ids: frozenset[str] | None = None  # the VAPID key ids a device may name; None: any
+    # Chunks of audiences parsed and pushed at once; the others wait, unparsed, so that a
+    # fan-out prefetched by the hundred holds a few chunks' devices, not all of them.
+    chunks_in_flight: int = 2
 
 
 class Consumer:
@@ -114,6 +117,7 @@ class Consumer:
         # notification_id -> the task delivering it, to serialise a redelivery behind it.
         self._active: dict[str, asyncio.Task[None]] = {}
         self._outage_requeues: set[str] = set()
+        self._chunk_slots = asyncio.Semaphore(limits.chunks_in_flight)
 
     @property
     def in_flight(self) -> int:
@@ -165,18 +169,25 @@ class Consumer:
         return task
 
     async def _handle(self, message: DeliveredMessage, consumed: bool = True) -> None:
+        if is_chunk(message):
+            async with self._chunk_slots:
+                settle = await self._settlement(message)
+        else:
+            settle = await self._settlement(message)
+        await self._settle(message, settle, consumed)
+
+    async def _settlement(self, message: DeliveredMessage) -> Settle:
         try:
-            settle = await self._process(message)
+            return await self._process(message)
         except (*RedisUnavailable, BrokerUnavailable) as exc:
             log.warning("cannot finish a message now (%s); requeueing it", exc)
             # An outage is not the message's fault: its redelivery must not count
             # towards MAX_DELIVERY_ATTEMPTS, or a long Redis outage would dead-letter it.
             self._outage_requeues.add(message_key(message))
-            settle = Settle.REQUEUE
+            return Settle.REQUEUE
         except Exception:
             log.exception("unexpected error handling a message; requeueing it")
-            settle = Settle.REQUEUE
-        await self._settle(message, settle, consumed)
+            return Settle.REQUEUE
 
     async def _settle(self, message: DeliveredMessage, settle: Settle, consumed: bool) -> None:
         # A held copy taken as a probe (`take`) came on another channel: settle it there.

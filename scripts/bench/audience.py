@@ -36,6 +36,7 @@ class AudienceRun:
     subscribers: int
     processes: int
     chunk: int
+    prefetch: int
     register_seconds: float = 0.0
     used_memory_per_sub: float = 0.0  # bytes: INFO used_memory growth / subscribers
     hash_bytes: float = 0.0  # MEMORY USAGE of one subscription hash (mean of a sample)
@@ -45,6 +46,7 @@ class AudienceRun:
     idle_rss_mb: list[float] = field(default_factory=list)
     topic_peak_rss_mb: list[float] = field(default_factory=list)
     list_peak_rss_mb: list[float] = field(default_factory=list)
+    record_bytes: int = 0  # MEMORY USAGE of the topic notification's status record
 
     def rate(self, seconds: list[float]) -> float:
         best = sorted(seconds)[len(seconds) // 2] if seconds else float("nan")
@@ -57,7 +59,7 @@ class AudienceRun:
         per_10m = self.used_memory_per_sub * 10_000_000 / 2**30
         return [
             f"audience: a topic of {self.subscribers:,} subscribers, {self.processes} processes, "
-            f"FANOUT_CHUNK_SIZE={self.chunk}",
+            f"FANOUT_CHUNK_SIZE={self.chunk}, CONSUMER_PREFETCH={self.prefetch}",
             f"  registered through Registry in {self.register_seconds:.1f} s",
             f"  Redis per subscription: {self.used_memory_per_sub:,.0f} bytes of used_memory "
             f"(hash {self.hash_bytes:,.0f} B by MEMORY USAGE, topic index "
@@ -66,10 +68,12 @@ class AudienceRun:
             f"-> {topic:,.0f} pushes/s (median)",
             f"  device lists ({self.chunk} per message): "
             f"{', '.join(f'{s:.1f}' for s in self.list_seconds)} s -> {listed:,.0f} pushes/s",
-            f"  topic / device lists: {topic / listed:.2f}x",
+            f"  topic / device lists: {topic / listed:.2f}x; the topic's status record: "
+            f"{self.record_bytes / 2**20:,.1f} MiB ({self.record_bytes / self.subscribers:,.0f}"
+            " B per device)",
             f"  RSS before: {', '.join(f'{m:.0f}' for m in self.idle_rss_mb)} MB; growth to the "
-            f"peak of the topic runs: {', '.join(f'{g:.1f}' for g in growth)} MB; after the "
-            f"device-list runs too: {', '.join(f'{g:.1f}' for g in after)} MB",
+            f"peak of the first topic run: {', '.join(f'{g:.1f}' for g in growth)} MB; after "
+            f"every run: {', '.join(f'{g:.1f}' for g in after)} MB",
         ]
 
 
@@ -136,7 +140,7 @@ async def measure_audience(
     prefetch: int = 256,
     log_dir: Path,
 ) -> AudienceRun:
-    run = AudienceRun(subscribers, processes, chunk)
+    run = AudienceRun(subscribers, processes, chunk, prefetch)
     services = [
         ServiceProcess(f"audience-{i}", sys.executable, sink.sink.cafile, prefetch, log_dir)
         for i in range(processes)
@@ -162,12 +166,20 @@ async def measure_audience(
         run.idle_rss_mb = [s.peak_rss_mb() for s in services]
         pool = make_subscriptions(base, 64)
         template = json.loads(queue_message("t", pool[:1], payload))
+        # Interleaved, the order swapped every other round: the machine's load drifts.
+        # The topic goes first, so that the first RSS peak is the topic's alone.
         for r in range(rounds):
-            await topic_once(run, sink, client, first, template, f"topic-{r}")
-        run.topic_peak_rss_mb = [s.peak_rss_mb() for s in services]
-        for r in range(rounds):
-            await list_once(run, sink, client, first, pool, f"list-{r}", payload)
+            for kind in ("topic", "list") if r % 2 == 0 else ("list", "topic"):
+                if kind == "topic":
+                    await topic_once(run, sink, client, first, template, f"topic-{r}")
+                    if r == 0:
+                        run.topic_peak_rss_mb = [s.peak_rss_mb() for s in services]
+                else:
+                    await list_once(run, sink, client, first, pool, f"list-{r}", payload)
         run.list_peak_rss_mb = [s.peak_rss_mb() for s in services]
+        run.record_bytes = (
+            await client.memory_usage(f"{first.prefix}notification:topic-0", samples=0) or 0
+        )
     finally:
         for service in services:
             await service.stop()
@@ -190,7 +202,7 @@ async def topic_once(
     started = time.monotonic()
     async with amqp.channel() as chan:
         await amqp.publish_many(chan, service.queue, [json.dumps(body).encode()])
-    await sink.wait(run.subscribers, 1800)
+    await sink.wait(run.subscribers, 900)
     await final(client, service.prefix, notification_id, 120)
     run.topic_seconds.append(time.monotonic() - started)
 
@@ -213,6 +225,6 @@ async def list_once(
     started = time.monotonic()
     async with amqp.channel() as chan:
         await amqp.publish_many(chan, service.queue, bodies)
-    await sink.wait(run.subscribers, 1800)
+    await sink.wait(run.subscribers, 900)
     await final(client, service.prefix, f"{tag}-{len(bodies) - 1}", 120)
     run.list_seconds.append(time.monotonic() - started)

@@ -117,6 +117,13 @@ def measurement_options(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--audience-chunk", type=int, default=500, help="FANOUT_CHUNK_SIZE (500)")
     p.add_argument("--audience-rounds", type=int, default=1, help="runs of each kind (1)")
     p.add_argument("--audience-processes", type=int, default=2, help="service processes (2)")
+    p.add_argument(
+        "--audience-prefetch",
+        type=int,
+        default=16,
+        help="CONSUMER_PREFETCH of the audience run, both kinds (16: at 256, 100,000 devices "
+        "as lists in flight at once open the circuit to the sink)",
+    )
     p.add_argument("--log-dir", type=Path, default=env.BENCH_DIR / "logs", help="service logs")
     p.add_argument("--json", type=Path, help="also write every figure to this file")
     return p
@@ -251,7 +258,7 @@ async def audience_phase(args: argparse.Namespace, sink: SinkClient) -> Audience
         f"audience: a topic of {args.audience:,} subscribers, {args.audience_processes} processes",
         measure_audience(
             sink, args.audience, processes=args.audience_processes, chunk=args.audience_chunk,
-            rounds=args.audience_rounds, payload=args.payload, prefetch=args.prefetch,
+            rounds=args.audience_rounds, payload=args.payload, prefetch=args.audience_prefetch,
             log_dir=args.log_dir,
         ),
     )  # fmt: skip
