@@ -3,6 +3,7 @@ fan-out state of a record (real Redis), and the completion event of a large fan-
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -16,7 +17,7 @@ from push_service.lifecycle import Completion
 from push_service.models import AudienceRef, parse_notification
 from push_service.status import DeviceOutcome, StatusStore
 from push_service.status.fanout import FanoutLedger
-from tests.support import device_keys, status_store
+from tests.support import device_keys, status_store, unique
 
 POLICY = EndpointPolicy(("push.example.com",), False)
 
@@ -85,7 +86,8 @@ async def test_a_step_from_a_stale_cursor_is_not_counted(store: StatusStore) -> 
     await store.begin("n", None, 0, fingerprint="f", deadline=2e9)
     await ledger.start("n", "user:u")
     assert (await ledger.step("n", "", "d5", 5)).taken
-    assert not (await ledger.step("n", "", "d5", 5)).taken  # the same chunk again
+    assert (await ledger.step("n", "", "d5", 5)).taken  # the same call again: counted once
+    assert not (await ledger.step("n", "", "d7", 7)).taken  # another resolver, behind
     assert await ledger.start("n", "user:u") == ("resolving", "d5")  # resume here
     record = await store.get("n")
     assert record is not None and record["devices_total"] == 5
@@ -127,3 +129,19 @@ async def test_completion_of_a_large_fanout_tells_counts_without_the_devices(
     assert event["counts"] == {"devices_total": 1001, "sent": 1001, "failed": 0}
     schema = event_schemas()["notification.completed"]
     assert "devices_omitted" in schema["properties"]
+
+
+async def test_a_batch_with_an_unloaded_script_runs_every_other_call_once(
+    store: StatusStore,
+) -> None:
+    """A script Redis does not know yet (NOSCRIPT) is loaded and its calls sent again;
+    the calls of the same batch that did run must not run a second time."""
+    count = "redis.call('HINCRBY', KEYS[1], 'calls', 1) return 1"
+    counter = store.register(count)
+    await store.run(counter, "c", [])  # loaded now
+    fresh = store.register(f"{count} -- {unique('fresh')}")  # never loaded
+
+    await asyncio.gather(store.run(counter, "c", []), store.run(fresh, "d", []))
+
+    assert await store.client.hget(store.key("c"), "calls") == "2"
+    assert await store.client.hget(store.key("d"), "calls") == "1"

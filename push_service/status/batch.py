@@ -96,10 +96,15 @@ class ScriptBatcher:
         groups = _group(batch, self.by_slot) if batched else [[call] for call in batch]
         try:
             replies = await self._execute(groups)
-            if any(isinstance(r, NoScriptError) for r in replies):
-                # Redis restarted or failed over and lost its script cache: load, resend.
+            missing = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
+            if missing:
+                # Redis restarted or failed over and lost its script cache (or, on a
+                # cluster, one node never had it): load, and resend only the calls that
+                # did not run; the others must not run twice.
                 await self._load({id(c[0]): c[0] for c in batch}.values())
-                replies = await self._execute(groups)
+                again = await self._execute([groups[i] for i in missing])
+                for i, reply in zip(missing, again, strict=True):
+                    replies[i] = reply
             if batched and any(isinstance(r, ResponseError) for r in replies):
                 # One call's error must not fail the others: send them one by one.
                 return await self._send(batch, batched=False)

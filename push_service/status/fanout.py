@@ -39,9 +39,12 @@ return {state, redis.call('HGET', key, 'fanout_cursor') or ''}
 STEP = """
 local key = KEYS[1]
 local now, ttl = ARGV[1], ARGV[2]
-if redis.call('HGET', key, 'fanout') ~= 'resolving'
-   or (redis.call('HGET', key, 'fanout_cursor') or '') ~= ARGV[3] then
-  return {0, redis.call('HGET', key, 'status') or ''}
+local state = redis.call('HGET', key, 'fanout')
+local cursor = redis.call('HGET', key, 'fanout_cursor') or ''
+if state ~= 'resolving' or cursor ~= ARGV[3] then
+  -- This very step again (a call made twice) counts as taken; another resolver's not.
+  local again = cursor == ARGV[4] and ((ARGV[6] == '1') == (state == 'done'))
+  return {again and 1 or 0, redis.call('HGET', key, 'status') or ''}
 end
 local count = tonumber(ARGV[5])
 if count > 0 then
