@@ -145,3 +145,17 @@ async def test_a_batch_with_an_unloaded_script_runs_every_other_call_once(
 
     assert await store.client.hget(store.key("c"), "calls") == "2"
     assert await store.client.hget(store.key("d"), "calls") == "1"
+
+
+async def test_an_audience_given_up_part_way_still_ends_with_its_chunks(
+    store: StatusStore,
+) -> None:
+    ledger = FanoutLedger(store)
+    await store.begin("n", None, 0, fingerprint="f", deadline=2e9)
+    await ledger.start("n", "topic:t")
+    await ledger.step("n", "", "d1", 1)
+    await store.fail("n", "too_many_deliveries: delivered 6 times", refused=False)
+
+    assert await store.record("n", [outcome("d1")]) == "sent"
+    record = await store.get("n")
+    assert record is not None and record["fanout"] == "abandoned"

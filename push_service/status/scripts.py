@@ -93,6 +93,10 @@ if redis.call('HEXISTS', key, 'fingerprint') == 1 then
     local sent = tonumber(redis.call('HGET', key, 'sent') or '0')
     redis.call('HSET', key, 'reason', ARGV[4], 'status', (sent > 0) and 'sent' or 'failed',
                'updated_at', now)
+    -- An audience given up part-way: its published chunks still end the record.
+    if redis.call('HGET', key, 'fanout') == 'resolving' then
+      redis.call('HSET', key, 'fanout', 'abandoned')
+    end
     redis.call('HSETNX', key, 'completed_at', now)
   end
   redis.call('EXPIRE', key, ttl)
