@@ -32,9 +32,11 @@ from tests.support import (
     final_record,
     push_sink,
     stored_record,
+    stub_server,
     unique,
     wait_until,
 )
+from tests.user_service_fake import user_service_fake
 
 pytestmark = pytest.mark.e2e
 CHUNK = 7
@@ -212,3 +214,34 @@ async def test_peers_page_through_subscriptions_without_endpoints_and_delete_one
     assert_error(await world.get("/subscriptions"), 422, "invalid_query")
     assert_error(await world.get("/subscriptions?topic=p&cursor=zz"), 422, "invalid_cursor")
     assert_error(await world.get("/subscriptions?topic=p&limit=0"), 422, "invalid_limit")
+
+
+async def test_a_gone_subscriber_of_a_topic_is_reported_for_its_own_user(
+    service_factory: ServiceFactory, redis_client: redis.Redis
+) -> None:
+    """A topic reaches many users: a gone device is reported for the registry's user."""
+    async with user_service_fake() as users, stub_server([(410, {})]) as gone_push:
+        service = await service_factory(
+            USER_SERVICE_URL=users.base_url, FANOUT_CHUNK_SIZE="2", EVENTS_EXCHANGE=""
+        )
+        registry = Registry(redis_client, service.prefix)
+        keys = device_keys()
+        sub = Subscription(f"{gone_push.base_url}/gone", keys["p256dh"], keys["auth"],
+                           user_id="owner-7", topics=("t",))  # fmt: skip
+        await registry.upsert(sub)
+        nid = unique("gone")
+        async with aiohttp.ClientSession() as http:
+            body = orjson.dumps(message(nid, user_id="sender", audience={"topic": "t"}))
+            headers = {"Content-Type": "application/json"}
+            url = f"{service.base_url}/notifications"
+            assert (await call(http, "POST", url, data=body, headers=headers)).status == 202
+
+        record = await final_record(service.base_url, nid)
+        assert record["status"] == "failed" and record["devices"][0]["http_status"] == 410
+
+        async def reported() -> list[dict[str, Any]]:
+            return [b for p, b in users.accepted if p.endswith("/deactivate")]
+
+        (report,) = await wait_until(reported, 20, message="the deactivation report")
+        assert report["user_id"] == "owner-7"
+        assert await registry.get(sub.device) is None
