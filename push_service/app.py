@@ -33,6 +33,7 @@ from push_service.dead_letters import DeadLetters
 from push_service.delivery import Delivery
 from push_service.endpoints import EndpointPolicy, host_label
 from push_service.events import EXCHANGE_TYPE, Events
+from push_service.fanout import Fanout
 from push_service.hold import Hold
 from push_service.lifecycle import Completion, Subscribed, SubscribeRequest, Subscriptions
 from push_service.limits import BodyLimitMiddleware, ClientAddress, RateLimiter
@@ -50,6 +51,7 @@ from push_service.retry import PushRetryPolicy
 from push_service.schedule import Scheduler, scheduled_queues
 from push_service.status import RedisUnavailable, StatusStore
 from push_service.status.control import RecordControl
+from push_service.status.fanout import FanoutLedger
 from push_service.supervisor import BrokerSupervisor
 from push_service.vapid_keys import VapidKeys
 from push_service.webpush import WebPushSender, make_session
@@ -67,7 +69,10 @@ class Runtime:
         self.policy = EndpointPolicy(settings.push_endpoint_allowlist, settings.push_allow_http)
         self.keys = keys
         self.redis = redis_client.connect(
-            settings.redis_url, settings.redis_sentinels, settings.redis_sentinel_master
+            settings.redis_url,
+            settings.redis_sentinels,
+            settings.redis_sentinel_master,
+            settings.redis_cluster_nodes,
         )
         self.primary_watch = redis_client.PrimaryWatch(self.redis)
         self.store = StatusStore(
@@ -201,6 +206,8 @@ class Runtime:
             max_devices=s.max_devices_per_message,
             payload_format=s.push_payload_format,
             key_ids=self.keys.ids,
+            # Enough devices to keep PUSH_CONCURRENCY busy twice over, and no more.
+            chunks_in_flight=max(2, 2 * s.push_concurrency // s.fanout_chunk_size),
         )
         timeout = s.publish_timeout_seconds
         dead_letters = DeadLetters(
@@ -218,6 +225,14 @@ class Runtime:
             self.topology, self.control, self.metrics, max_days=s.schedule_max_days,
             record_ttl=s.status_ttl_seconds, timeout=timeout,
         )  # fmt: skip
+        fanout = Fanout(
+            self.registry,
+            FanoutLedger(self.store),
+            delivery,
+            self.topology,
+            chunk_size=s.fanout_chunk_size,
+            timeout=timeout,
+        )
         return Consumer(
             limits,
             delivery,
@@ -227,6 +242,7 @@ class Runtime:
             self.metrics,
             completed=completion.completed if self.events.enabled else None,
             scheduler=scheduler,
+            fanout=fanout,
         )
 
     def _pusher(self) -> Pusher:
@@ -305,7 +321,9 @@ class Runtime:
     def _note_redis(self, error: str | None) -> None:
         """Log Redis becoming unavailable (or available again) once per change."""
         s = self.settings
-        shown = redis_client.describe(s.redis_url, s.redis_sentinels, s.redis_sentinel_master)
+        shown = redis_client.describe(
+            s.redis_url, s.redis_sentinels, s.redis_sentinel_master, s.redis_cluster_nodes
+        )
         if error is not None and self._redis_error is None:
             log.warning("Redis at %s is unavailable: %s", shown, error)
         elif error is None and self._redis_error is not None:
@@ -329,6 +347,10 @@ class Runtime:
     async def unsubscribe(self, endpoint: str, auth: str) -> Subscription | None:
         assert self.subscriptions is not None, "unsubscribe() before start()"
         return await self.subscriptions.unsubscribe(endpoint, auth)
+
+    async def remove_subscription(self, device: str) -> Subscription | None:
+        assert self.subscriptions is not None, "remove_subscription() before start()"
+        return await self.subscriptions.remove(device)
 
 
 def create_app(settings: Settings, keys: VapidKeys) -> Starlette:
@@ -363,6 +385,8 @@ def api_services(runtime: Runtime) -> ApiServices:
         publish=runtime.publish,
         subscribe=runtime.subscribe,
         unsubscribe=runtime.unsubscribe,
+        registry=runtime.registry,
+        remove_subscription=runtime.remove_subscription,
         policy=runtime.policy,
         metrics=runtime.metrics,
         vapid_keys=runtime.keys,

@@ -30,6 +30,7 @@ from push_service.deadline import publisher_time
 from push_service.delivery import Delivery, DeliveryResult
 from push_service.endpoints import EndpointPolicy
 from push_service.errors import BrokerUnavailable, ValidationError
+from push_service.fanout import Fanout, chunk_cursor, is_chunk
 from push_service.metrics import Metrics
 from push_service.models import Notification, PayloadFormat, off_loop, parse_notification
 from push_service.parking import Parking, times_parked
@@ -79,6 +80,9 @@ class ConsumerLimits:
     max_devices: int = 10_000
     payload_format: PayloadFormat = "classic"  # for messages that do not say
     key_ids: frozenset[str] | None = None  # the VAPID key ids a device may name; None: any
+    # Chunks of audiences parsed and pushed at once; the others wait, unparsed, so that a
+    # fan-out prefetched by the hundred holds a few chunks' devices, not all of them.
+    chunks_in_flight: int = 2
 
 
 class Consumer:
@@ -92,10 +96,12 @@ class Consumer:
         metrics: Metrics,
         completed: Completed | None = None,
         scheduler: Scheduler | None = None,
+        fanout: Fanout | None = None,
     ) -> None:
         self.limits = limits
         self.scheduler = scheduler  # holds messages whose send_at is ahead
         self.completed = completed
+        self.fanout = fanout
         self.delivery = delivery
         self.store = delivery.store
         self.parking = parking
@@ -115,6 +121,7 @@ class Consumer:
         # notification_id -> the task delivering it, to serialise a redelivery behind it.
         self._active: dict[str, asyncio.Task[None]] = {}
         self._outage_requeues: set[str] = set()
+        self._chunk_slots = asyncio.Semaphore(limits.chunks_in_flight)
 
     @property
     def in_flight(self) -> int:
@@ -166,18 +173,25 @@ class Consumer:
         return task
 
     async def _handle(self, message: DeliveredMessage, consumed: bool = True) -> None:
+        if is_chunk(message):
+            async with self._chunk_slots:
+                settle = await self._settlement(message)
+        else:
+            settle = await self._settlement(message)
+        await self._settle(message, settle, consumed)
+
+    async def _settlement(self, message: DeliveredMessage) -> Settle:
         try:
-            settle = await self._process(message)
+            return await self._process(message)
         except (*RedisUnavailable, BrokerUnavailable) as exc:
             log.warning("cannot finish a message now (%s); requeueing it", exc)
             # An outage is not the message's fault: its redelivery must not count
             # towards MAX_DELIVERY_ATTEMPTS, or a long Redis outage would dead-letter it.
             self._outage_requeues.add(message_key(message))
-            settle = Settle.REQUEUE
+            return Settle.REQUEUE
         except Exception:
             log.exception("unexpected error handling a message; requeueing it")
-            settle = Settle.REQUEUE
-        await self._settle(message, settle, consumed)
+            return Settle.REQUEUE
 
     async def _settle(self, message: DeliveredMessage, settle: Settle, consumed: bool) -> None:
         # A held copy taken as a probe (`take`) came on another channel: settle it there.
@@ -205,6 +219,10 @@ class Consumer:
                 notification = dataclasses.replace(notification, user_verified=False)
             if await self._scheduled(notification, message):
                 return Settle.ACK  # parked until nearer its send_at
+            if notification.audience is not None:
+                return await self._resolve(notification, message)
+            if is_chunk(message):
+                notification = dataclasses.replace(notification, chunk=True)
             result = await self._deliver_once(notification, message, arrived)
         except ValidationError as exc:  # DuplicateNotification included
             await self.dead_letters.send(message, exc.code, exc.detail)
@@ -223,6 +241,17 @@ class Consumer:
             return False
         return await self.scheduler.hold(notification, message)
 
+    async def _resolve(self, notification: Notification, message: DeliveredMessage) -> Settle:
+        """An audience: published as chunks of devices (`fanout`), then acked."""
+        if self.fanout is None:
+            raise ValidationError("audience_unsupported", "this consumer has no registry")
+        status = await self.fanout.resolve(notification, message)
+        if self.completed is not None and status in ("sent", "failed", "cancelled"):
+            # Every chunk was delivered before the last was counted, or the audience is empty.
+            await self.completed(notification, status, (), False)
+        self.metrics.messages.inc(result="fanout")
+        return Settle.ACK
+
     async def _parse(self, body: bytes) -> Notification:
         """Validate a message; a large one in a thread, so the loop is never stalled."""
         return await off_loop(self._parser, body)
@@ -237,6 +266,10 @@ class Consumer:
         skips those devices instead of pushing them a second time.
         """
         key = notification.notification_id
+        if notification.chunk:
+            # Chunks of one fan-out share the id but never a device: only the same chunk
+            # again (a redelivery, a parked copy) waits for an earlier attempt.
+            key = f"{key}\0{chunk_cursor(message)}"
         current = asyncio.current_task()
         assert current is not None
         earlier = self._active.get(key)

@@ -126,7 +126,7 @@ class Delivery:
         (monotonic) when the message reached this process; `parked` how often it was
         parked before. Raises DuplicateNotification when another notification holds the id.
         """
-        begun = await self._begin(n, published)
+        begun = await self.begin(n, published)
         deadline = Deadline(begun.deadline, self.default_ttl if n.ttl is None else n.ttl)
         context = PushContext(deadline, time.monotonic() if arrived is None else arrived, parked)
         writer = _OutcomeWriter(self, n.notification_id)
@@ -154,11 +154,20 @@ class Delivery:
         whole = begun.new and len(writer.finals) == len(n.devices) + len(n.rejected)
         return DeliveryResult(writer.status, writer.retries, writer.finals, whole, deadline.at)
 
-    async def _begin(self, n: Notification, published: float | None) -> Begun:
+    async def begin(self, n: Notification, published: float | None) -> Begun:
+        """Start (or resume) the record. A chunk of an audience counts no devices: its
+        resolver counted them when it published it (`status.fanout`)."""
         ttl = self.default_ttl if n.ttl is None else n.ttl
         if n.send_at is not None:  # scheduled: its TTL counts from send_at
             published = n.send_at
         deadline = first_deadline(time.time(), published, ttl, self.retry_window)
+        if n.chunk:
+            keys = [d.key for d in n.devices] + [r.key for r in n.rejected]
+            return await self.stored(
+                lambda: self.store.begin_chunk(
+                    n.notification_id, keys, fingerprint=fingerprint(n), deadline=deadline
+                )
+            )
         total = len(n.devices) + len(n.rejected)
         return await self.stored(
             lambda: self.store.begin(

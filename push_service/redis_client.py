@@ -13,9 +13,10 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio as redis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import AbstractConnection, SSLConnection, parse_url
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import (
@@ -57,11 +58,19 @@ def pool_options() -> dict[str, Any]:
     }
 
 
-def connect(url: str, sentinels: Sequence[tuple[str, int]] = (), master: str = "") -> redis.Redis:
-    """The service's client: REDIS_URL's server, or `master` found through `sentinels`.
+def connect(
+    url: str,
+    sentinels: Sequence[tuple[str, int]] = (),
+    master: str = "",
+    cluster: Sequence[tuple[str, int]] = (),
+) -> redis.Redis:
+    """The service's client: REDIS_URL's server, `master` found through `sentinels`, or
+    the Redis Cluster that `cluster` nodes belong to.
 
-    With sentinels, REDIS_URL gives only the credentials, the database, TLS and options.
+    With sentinels or cluster nodes, REDIS_URL gives only the credentials, TLS and options.
     """
+    if cluster:
+        return connect_cluster(url, cluster)
     if not sentinels:
         return redis.Redis.from_pool(redis.BlockingConnectionPool.from_url(url, **pool_options()))
     options = _server_options(url)
@@ -81,6 +90,37 @@ def connect(url: str, sentinels: Sequence[tuple[str, int]] = (), master: str = "
     return client
 
 
+def connect_cluster(url: str, nodes: Sequence[tuple[str, int]]) -> redis.Redis:
+    """A Redis Cluster client. Every script of the service names one key, and the
+    status store's batches are grouped by hash slot (`status.batch`), so nothing it sends
+    spans slots. Typed as a plain client: the service uses only what both offer."""
+    options: dict[str, Any] = dict(parse_url(url))
+    for unused in ("host", "port", "db", "connection_class", "path"):
+        options.pop(unused, None)
+    if scheme_is_tls(url):
+        options["ssl"] = True
+    pooled = pool_options()
+    client = RedisCluster(
+        startup_nodes=[ClusterNode(host, port) for host, port in nodes],
+        max_connections=pooled["max_connections"],
+        decode_responses=True,
+        socket_timeout=None,
+        socket_connect_timeout=pooled["socket_connect_timeout"],
+        health_check_interval=pooled["health_check_interval"],
+        retry=pooled["retry"],
+        **options,
+    )
+    return cast(redis.Redis, client)
+
+
+def is_cluster(client: object) -> bool:
+    return isinstance(client, RedisCluster)
+
+
+def scheme_is_tls(url: str) -> bool:
+    return url.startswith("rediss://")
+
+
 def _server_options(url: str) -> dict[str, Any]:
     """REDIS_URL without its host and port: what Sentinel-found servers are opened with."""
     options: dict[str, Any] = dict(parse_url(url))
@@ -91,8 +131,16 @@ def _server_options(url: str) -> dict[str, Any]:
     return options
 
 
-def describe(url: str, sentinels: Sequence[tuple[str, int]] = (), master: str = "") -> str:
-    """Where Redis is, for logs: the masked URL, or the Sentinel master name and sentinels."""
+def describe(
+    url: str,
+    sentinels: Sequence[tuple[str, int]] = (),
+    master: str = "",
+    cluster: Sequence[tuple[str, int]] = (),
+) -> str:
+    """Where Redis is, for logs: the masked URL, the Sentinel master name and sentinels,
+    or the cluster's start-up nodes."""
+    if cluster:
+        return f"Redis Cluster via {', '.join(_address(n) for n in cluster)}"
     if not sentinels:
         return redact_url(url)
     return f"Sentinel master {master!r} via {', '.join(_address(s) for s in sentinels)}"
@@ -100,7 +148,7 @@ def describe(url: str, sentinels: Sequence[tuple[str, int]] = (), master: str = 
 
 def primary(client: redis.Redis) -> str | None:
     """The primary a Sentinel-managed client last found (host:port); None otherwise."""
-    pool = client.connection_pool
+    pool = getattr(client, "connection_pool", None)
     if isinstance(pool, SentinelConnectionPool) and pool.master_address:
         return _address(pool.master_address)
     return None
@@ -184,7 +232,7 @@ class PrimaryWatch:
     """
 
     def __init__(self, client: redis.Redis, interval: float = WATCH_INTERVAL) -> None:
-        self.pool = client.connection_pool
+        self.pool = getattr(client, "connection_pool", None)  # a cluster client has none
         self.interval = interval
         self._task: asyncio.Task[None] | None = None
 

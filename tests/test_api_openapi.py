@@ -48,6 +48,8 @@ FULL = {
     ("GET", "/docs"),
     ("GET", "/schemas/notification.json"),
     ("GET", "/web_push_test/{name}"),
+    ("GET", "/subscriptions"),
+    ("DELETE", "/subscriptions/{device}"),
 }
 
 
@@ -68,7 +70,13 @@ def test_openapi_document_is_valid_3_1_and_covers_every_route() -> None:
         for op in item.values()
         if op.get("security") == [{"peerToken": []}]
     }
-    assert internal == {"/notifications", "/notifications/{notification_id}", "/metrics"}
+    assert internal == {
+        "/notifications",
+        "/notifications/{notification_id}",
+        "/metrics",
+        "/subscriptions",
+        "/subscriptions/{device}",
+    }
 
 
 def test_openapi_document_is_self_contained() -> None:

@@ -107,6 +107,10 @@ def test_empty_allowlist_variable_means_nothing_allowed_not_default() -> None:
         ("REDIS_SENTINELS", "s1:26379, user@s2:26379"),
         ("REDIS_SENTINELS", "s1:port"),
         ("REDIS_SENTINELS", "s1/0"),
+        ("REDIS_CLUSTER_NODES", "node:0"),
+        ("REDIS_CLUSTER_NODES", "user@node:6379"),
+        ("FANOUT_CHUNK_SIZE", "0"),
+        ("FANOUT_CHUNK_SIZE", "1001"),
     ],
 )
 def test_bad_values_fail_naming_the_variable(name: str, value: str) -> None:
@@ -319,6 +323,17 @@ def test_redis_sentinels_and_master() -> None:
     assert s.redis_sentinels == (("sentinel-1", 26380), ("sentinel-2", 26379), ("::1", 26381))
     assert s.redis_sentinel_master == "orders"
     assert load().redis_sentinels == () and load().redis_sentinel_master == "mymaster"
+
+
+def test_redis_cluster_nodes_and_the_fanout_chunk() -> None:
+    s = load(REDIS_CLUSTER_NODES="redis-1:7000, redis-2", FANOUT_CHUNK_SIZE="250")
+    assert s.redis_cluster_nodes == (("redis-1", 7000), ("redis-2", 6379))
+    assert s.fanout_chunk_size == 250
+    assert load().redis_cluster_nodes == () and load().fanout_chunk_size == 500
+    with pytest.raises(ConfigError, match="REDIS_SENTINELS"):
+        load(REDIS_CLUSTER_NODES="r1", REDIS_SENTINELS="s1")
+    with pytest.raises(ConfigError, match="REDIS_WAIT_REPLICAS"):
+        load(REDIS_CLUSTER_NODES="r1", REDIS_WAIT_REPLICAS="1")
 
 
 def test_sentinels_need_a_tcp_redis_url() -> None:

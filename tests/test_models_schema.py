@@ -88,6 +88,14 @@ CASES = [
     Case("no devices", without("devices"), "refuses", False),
     Case("devices empty", message(devices=[]), "refuses", False),
     Case("devices object", message(devices=subscription()), "refuses", False),
+    Case("topic audience", {**without("devices"), "audience": {"topic": "news"}}, "accepts", True),
+    Case("user audience", {**without("devices"), "audience": {"user_id": 7}}, "accepts", True),
+    Case("devices and audience", message(audience={"topic": "news"}), "refuses", False),
+    Case("audience of both", {**without("devices"), "audience": {"topic": "t", "user_id": "u"}},
+         "refuses", False),
+    Case("audience empty", {**without("devices"), "audience": {}}, "refuses", False),
+    Case("audience topic +", {**without("devices"), "audience": {"topic": "a+b"}}, "refuses",
+         False),
     Case("no title", without("title"), "refuses", False),
     Case("title null", message(title=None), "refuses", False),
     Case("title too long", message(title="t" * 257), "refuses", False),
@@ -163,7 +171,10 @@ def test_every_kind_of_case_is_in_the_table() -> None:
 def test_the_schema_is_a_valid_draft_2020_12_schema() -> None:
     jsonschema.Draft202012Validator.check_schema(SCHEMA)
     assert SCHEMA["$schema"] == "https://json-schema.org/draft/2020-12/schema"
-    assert SCHEMA["required"] == ["notification_id", "devices", "title"]
+    assert SCHEMA["required"] == ["notification_id", "title"]
+    # Either devices or an audience of exactly one user or topic.
+    assert SCHEMA["oneOf"] == [{"required": ["devices"]}, {"required": ["audience"]}]
+    assert len(SCHEMA["properties"]["audience"]["oneOf"]) == 2
     assert SCHEMA["properties"]["devices"]["items"]["title"] == "DeviceSubscription"
     assert "$ref" not in json.dumps(SCHEMA)  # self-contained: it may be embedded anywhere
 

@@ -27,6 +27,7 @@ from push_service.api.receipts import ReceiptRoutes
 from push_service.api.responses import error
 from push_service.api.services import ApiServices
 from push_service.api.subscribe import SubscribeRoute
+from push_service.api.subscriptions import SubscriptionRoutes
 
 __all__ = ["ApiServices", "http_error", "routes", "server_error"]
 log = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ def routes(services: ApiServices) -> list[Route]:
         *SubscribeRoute(services).routes(),
         *NotificationRoutes(services).routes(),
         *receipt_routes(services),
+        *SubscriptionRoutes(services).routes(),
         Route("/metrics", metrics, methods=["GET"]),
         *TestPageRoutes().routes(),
     ]

@@ -90,7 +90,7 @@ def _completed() -> Schema:
         },
         "One device's outcome, named by id and origin, never by its endpoint URL.",
     )
-    return _closed(
+    schema = _closed(
         {
             **_envelope(NOTIFICATION_COMPLETED),
             "notification_id": {"type": "string", "minLength": 1},
@@ -108,6 +108,13 @@ def _completed() -> Schema:
         },
         "Every device of a notification has its final outcome.",
     )
+    # Optional: a notification of more than 1,000 devices (an audience) lists none.
+    schema["properties"]["devices_omitted"] = {
+        "type": "integer",
+        "minimum": 1,
+        "description": "set when `devices` is left empty for size: how many were not listed",
+    }
+    return schema
 
 
 def _receipt(event: str) -> Schema:

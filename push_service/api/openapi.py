@@ -30,6 +30,7 @@ from push_service.api.openapi_schemas import (
     security_schemes,
 )
 from push_service.api.openapi_subscribe import subscribe_paths, subscription_schemas
+from push_service.api.openapi_subscriptions import subscriptions_paths, subscriptions_schemas
 from push_service.api.schemas import notification_components
 
 Operation = dict[str, Any]
@@ -182,7 +183,7 @@ def _document_paths() -> dict[str, Any]:
 
 
 def _component_schemas() -> dict[str, Any]:
-    own = {**schemas(), **subscription_schemas()}
+    own = {**schemas(), **subscription_schemas(), **subscriptions_schemas()}
     return {**own, **notification_components(frozenset(own))}
 
 
@@ -202,6 +203,7 @@ def openapi_document(routed: Operations | None = None) -> dict[str, Any]:
         **_service_paths(),
         **subscribe_paths(),
         **_notification_paths(),
+        **subscriptions_paths(),
         **_document_paths(),
     }
     for path, item in schedule_paths(PEER).items():

@@ -15,7 +15,7 @@ from push_service.limits import ClientAddress, RateLimiter
 from push_service.metrics import Metrics
 from push_service.models import Notification
 from push_service.receipts import Receipts
-from push_service.registry import Subscription
+from push_service.registry import Registry, Subscription
 from push_service.status import StatusStore
 from push_service.status.control import RecordControl
 from push_service.vapid_keys import VapidKeys
@@ -32,6 +32,9 @@ class ApiServices:
     subscribe: Callable[[SubscribeRequest], Awaitable[Subscribed]]
     # (endpoint, auth secret): the removed subscription, or None if unknown or not proven.
     unsubscribe: Callable[[str, str], Awaitable[Subscription | None]]
+    # The registry (pages by user or topic) and a peer's removal of one device.
+    registry: Registry
+    remove_subscription: Callable[[str], Awaitable[Subscription | None]]
     policy: EndpointPolicy
     metrics: Metrics
     vapid_keys: VapidKeys  # current_id for new subscriptions; public_key(id), signer(id)

@@ -99,6 +99,11 @@ def _subscribe_jwt_values(env: Env) -> dict[str, Any]:
 
 def cluster_values(env: Env) -> dict[str, Any]:
     sentinels = _sentinels(env)
+    nodes = _cluster_nodes(env)
+    if nodes and sentinels:
+        raise ConfigError("REDIS_CLUSTER_NODES and REDIS_SENTINELS exclude each other")
+    if nodes and env.integer("REDIS_WAIT_REPLICAS", 0, 0, 16):
+        raise ConfigError("REDIS_WAIT_REPLICAS is not supported with REDIS_CLUSTER_NODES")
     if sentinels and scheme(env.text("REDIS_URL")) not in ("", "redis", "rediss"):
         raise ConfigError(
             "REDIS_URL must be a redis:// or rediss:// URL when REDIS_SENTINELS is set"
@@ -106,6 +111,7 @@ def cluster_values(env: Env) -> dict[str, Any]:
     return {
         "rabbitmq_urls": _amqp_urls(env),
         "redis_sentinels": sentinels,
+        "redis_cluster_nodes": nodes,
         "redis_sentinel_master": env.text("REDIS_SENTINEL_MASTER", "mymaster") or "mymaster",
         "redis_wait_replicas": env.integer("REDIS_WAIT_REPLICAS", 0, 0, 16),
         "redis_wait_timeout_seconds": _wait_timeout(env),
@@ -149,7 +155,18 @@ def _sentinels(env: Env) -> tuple[tuple[str, int], ...]:
     return tuple(sentinels)
 
 
-def _host_port(item: str) -> tuple[str, int]:
+def _cluster_nodes(env: Env) -> tuple[tuple[str, int], ...]:
+    """REDIS_CLUSTER_NODES: comma-separated host:port of some nodes of a Redis Cluster."""
+    nodes = []
+    for item in env.items("REDIS_CLUSTER_NODES", ()):
+        host, port = _host_port(item, 6379)
+        if not host or not 0 < port < 65536:
+            raise ConfigError(f"REDIS_CLUSTER_NODES must list host:port entries, got {item!r}")
+        nodes.append((host, port))
+    return tuple(nodes)
+
+
+def _host_port(item: str, default_port: int = DEFAULT_SENTINEL_PORT) -> tuple[str, int]:
     """`host[:port]` split; ("", 0) when it is something else."""
     try:
         parts = urlsplit(f"//{item}")
@@ -158,4 +175,4 @@ def _host_port(item: str) -> tuple[str, int]:
         return "", 0
     if parts.username is not None or parts.path or parts.query or parts.fragment:
         return "", 0
-    return parts.hostname or "", DEFAULT_SENTINEL_PORT if port is None else port
+    return parts.hostname or "", default_port if port is None else port

@@ -143,6 +143,7 @@ def push_values(env: Env) -> dict[str, Any]:
         "push_concurrency": env.integer("PUSH_CONCURRENCY", 256, 1, 100_000),
         "max_message_bytes": env.integer("MAX_MESSAGE_BYTES", 8 * 1024 * 1024, 1024),
         "max_devices_per_message": env.integer("MAX_DEVICES_PER_MESSAGE", 10_000, 1),
+        "fanout_chunk_size": env.integer("FANOUT_CHUNK_SIZE", 500, 1, 1000),
     }
 
 

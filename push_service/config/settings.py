@@ -51,6 +51,7 @@ class Settings:
     redis_sentinels: tuple[tuple[str, int], ...] = ()
     redis_sentinel_master: str = "mymaster"
     redis_wait_replicas: int = 0
+    redis_cluster_nodes: tuple[tuple[str, int], ...] = ()
     redis_wait_timeout_seconds: float = 1.0
     status_ttl_seconds: int = 7 * 24 * 3600
     user_service_url: str = ""
@@ -84,6 +85,7 @@ class Settings:
     push_circuit_max_open_seconds: float = 15.0
     max_message_bytes: int = 8 * 1024 * 1024
     max_devices_per_message: int = 10_000
+    fanout_chunk_size: int = 500
     max_request_bytes: int = 16 * 1024
     shutdown_grace_seconds: float = 25.0
     cors_allow_origins: tuple[str, ...] = ()

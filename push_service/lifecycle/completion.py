@@ -18,6 +18,10 @@ from push_service.status import DeviceOutcome, StatusStore
 
 Emit = Callable[..., Awaitable[None]]
 FINAL = ("sent", "failed", "cancelled")
+# A larger notification (an audience's fan-out, mostly) is told by its counts alone
+# (`devices_omitted`): a 100,000-device list would be read whole into one process and
+# sent as one event of megabytes.
+MAX_LISTED_DEVICES = 1000
 
 
 class Completion:
@@ -31,17 +35,24 @@ class Completion:
         """`outcomes`: what this delivery recorded; `whole`: they are all the devices."""
         if status not in FINAL:
             return
+        omitted = 0
         if whole:
             devices = [_device(o.device, o.endpoint, o.status, o.reason) for o in outcomes]
+            counts = _counts(devices)
         else:
-            devices = await self._recorded(n.notification_id)
-        body = {
+            counts = await self.store.counts(n.notification_id)
+            omitted = counts["devices_total"] if counts["devices_total"] > MAX_LISTED_DEVICES else 0
+            devices = [] if omitted else await self._recorded(n.notification_id)
+            counts = counts if omitted else _counts(devices)
+        body: dict[str, Any] = {
             "notification_id": n.notification_id,
             "user_id": n.user_id if n.user_verified else None,
             "status": status,
-            "counts": _counts(devices),
+            "counts": counts,
             "devices": devices,
         }
+        if omitted:
+            body["devices_omitted"] = omitted
         event_id = f"notification.completed:{n.notification_id}"
         await self.emit("notification.completed", body, event_id=event_id)
 

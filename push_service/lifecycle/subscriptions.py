@@ -132,11 +132,17 @@ class Subscriptions:
         return await call_with_retries(once, OUTAGE_RETRY, (BrokerUnavailable, *RedisUnavailable))
 
     async def _gone(self, n: Notification, device: Device, error: PushError) -> str:
-        user_id = n.user_id if n.user_verified else None
+        claimed, verified = n.user_id, n.user_verified
+        if n.chunk:
+            # A chunk of an audience: the device's user is the registry's (verified), not
+            # the message's (a topic reaches many users).
+            found = await self.registry.get(device.key)
+            claimed, verified = (found.user_id if found else None), True
+        user_id = claimed if verified else None
         outcome = "skipped: unverified user_id"
-        if n.user_verified:
+        if verified:
             report = deactivation(
-                user_id=n.user_id,
+                user_id=claimed,
                 endpoint=device.endpoint,
                 reason=error.reason,
                 status_code=error.status_code,

@@ -26,7 +26,12 @@ from push_service.models.device import (
     parse_subscription,
     parse_unsubscribe,
 )
-from push_service.models.message import Notification, parse_notification, peek_notification_id
+from push_service.models.message import (
+    AudienceRef,
+    Notification,
+    parse_notification,
+    peek_notification_id,
+)
 from push_service.models.payload import DECLARATIVE_PUSH
 from push_service.models.rules import (
     ID_PATTERN,
@@ -45,6 +50,7 @@ __all__ = [
     "MAX_PLAINTEXT_BYTES",
     "MAX_TTL_SECONDS",
     "PAYLOAD_FORMATS",
+    "AudienceRef",
     "Device",
     "Notification",
     "PayloadFormat",

@@ -22,6 +22,17 @@ from push_service.models.send_at import send_at_seconds
 
 
 @dataclass(frozen=True, slots=True)
+class AudienceRef:
+    """A message's audience: exactly one of a user and a topic (the registry resolves it)."""
+
+    user_id: str | None = None
+    topic: str | None = None
+
+    def describe(self) -> str:
+        return f"user:{self.user_id}" if self.topic is None else f"topic:{self.topic}"
+
+
+@dataclass(frozen=True, slots=True)
 class Notification:
     notification_id: str
     user_id: str | None
@@ -35,6 +46,11 @@ class Notification:
     # False only for a user_id nobody vouched for (AMQP header x-push-user-verified).
     user_verified: bool = True
     send_at: float | None = None  # epoch seconds: not pushed before (push_service.schedule)
+    # Devices still to be looked up in the registry (a message with `audience`).
+    audience: AudienceRef | None = None
+    # One chunk of a resolved audience (header x-push-fanout): its devices are counted in
+    # the record's total by the resolver, not by the chunk.
+    chunk: bool = False
 
 
 def decode_message(body: bytes) -> wire.NotificationMessage:
@@ -60,11 +76,14 @@ def parse_notification(
     if message.payload_format is None:
         message.payload_format = payload_format
     constraints.check(message)
-    if len(message.devices) > max_devices:
+    audience = _audience(message)
+    raws = [] if isinstance(message.devices, msgspec.UnsetType) else message.devices
+    if len(raws) > max_devices:
         raise ValidationError("too_many_devices", f"at most {max_devices} devices per message")
     notification_id = str(message.notification_id)  # a JSON integer becomes its digits
-    devices, rejected = _devices(message.devices, policy, key_ids)
+    devices, rejected = _devices(raws, policy, key_ids)
     return Notification(
+        audience=audience,
         notification_id=notification_id,
         user_id=None if message.user_id is None else str(message.user_id),
         devices=devices,
@@ -76,6 +95,29 @@ def parse_notification(
         payload_format=message.payload_format,
         send_at=None if message.send_at is None else send_at_seconds(message.send_at),
     )
+
+
+def _audience(message: wire.NotificationMessage) -> AudienceRef | None:
+    """The message's audience, or None when it names devices; exactly one of the two."""
+    audience = message.audience
+    if isinstance(audience, msgspec.UnsetType):
+        if isinstance(message.devices, msgspec.UnsetType):
+            raise ValidationError(
+                "invalid_devices", "devices (a non-empty list) or audience is required"
+            )
+        return None
+    if not isinstance(message.devices, msgspec.UnsetType):
+        raise ValidationError(
+            "devices_and_audience", "a message names either devices or an audience, not both"
+        )
+    user_id, topic = audience.user_id, audience.topic
+    if isinstance(user_id, msgspec.UnsetType) == isinstance(topic, msgspec.UnsetType):
+        raise ValidationError(
+            "invalid_audience", "audience must name exactly one of user_id and topic"
+        )
+    if isinstance(topic, msgspec.UnsetType):
+        return AudienceRef(user_id=str(user_id))
+    return AudienceRef(topic=topic)
 
 
 def _devices(

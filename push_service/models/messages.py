@@ -120,6 +120,11 @@ MESSAGE = {
         " or a non-negative integer",
     ),
     "devices": FieldErrors("invalid_devices", "devices must be a non-empty list"),
+    "audience": FieldErrors("invalid_audience", "audience must be an object with user_id or topic"),
+    "audience.user_id": USER_ID,
+    "audience.topic": FieldErrors(
+        "invalid_audience", "audience.topic must be 1 to 64 letters, digits and _.:-"
+    ),
     "title": _required(_text("title", MAX_TITLE)),
     "body": _text("body", MAX_BODY),
     "tag": _text("tag", MAX_TAG),

@@ -62,7 +62,12 @@ def _schema_json() -> bytes:
         "$schema": DIALECT,
         **_inline(message, defs),
         "allOf": [rule.schema() for rule in RULES],
+        # Either devices or an audience, never both; an audience names one user or topic.
+        "oneOf": [{"required": ["devices"]}, {"required": ["audience"]}],
     }
+    audience = schema["properties"]["audience"]
+    audience["oneOf"] = [{"required": ["user_id"]}, {"required": ["topic"]}]
+    audience["minProperties"] = 1
     return msgspec.json.encode(schema)
 
 

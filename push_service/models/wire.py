@@ -213,11 +213,32 @@ SendAt = Annotated[
 ]
 
 
+class Audience(msgspec.Struct, kw_only=True):
+    """Who receives a message, looked up in the subscription registry: one user or one topic."""
+
+    user_id: Annotated[
+        UserId | msgspec.UnsetType,
+        Meta(description="Every subscription registered for this (verified) user."),
+    ] = msgspec.UNSET
+    topic: Annotated[
+        TopicName | msgspec.UnsetType,
+        Meta(description="Every subscription registered with this topic."),
+    ] = msgspec.UNSET
+
+
 class NotificationMessage(msgspec.Struct, kw_only=True):
     """A notification request, as peer services publish it to the queue."""
 
     notification_id: NotificationId
-    devices: DeviceList
+    devices: DeviceList | msgspec.UnsetType = msgspec.UNSET
+    audience: Annotated[
+        Audience | msgspec.UnsetType,
+        Meta(
+            description="Instead of devices: send to the registry's subscriptions of a user"
+            " or a topic (exactly one of the two). An audience with no subscriptions is an"
+            " empty audience: the record says failed with reason empty_audience."
+        ),
+    ] = msgspec.UNSET
     title: Annotated[str, Meta(max_length=MAX_TITLE, description="The notification's title.")]
     user_id: Annotated[
         UserId | None,

@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as redis
+from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
+from redis.crc import key_slot
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 
@@ -63,6 +65,8 @@ class ScriptBatcher:
 
     def __init__(self, client: redis.Redis, replicas: int = 0, timeout: float = 1.0) -> None:
         self.client = client
+        # On a Redis Cluster a batched call may only name keys of one hash slot.
+        self.by_slot = isinstance(client, RedisCluster)
         self.replicas = replicas
         self.timeout_ms = max(1, round(timeout * 1000))
         self.queue: list[_Call] = []
@@ -89,13 +93,18 @@ class ScriptBatcher:
             self.task = None
 
     async def _send(self, batch: list[_Call], batched: bool = True) -> None:
-        groups = _group(batch) if batched else [[call] for call in batch]
+        groups = _group(batch, self.by_slot) if batched else [[call] for call in batch]
         try:
             replies = await self._execute(groups)
-            if any(isinstance(r, NoScriptError) for r in replies):
-                # Redis restarted or failed over and lost its script cache: load, resend.
+            missing = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
+            if missing:
+                # Redis restarted or failed over and lost its script cache (or, on a
+                # cluster, one node never had it): load, and resend only the calls that
+                # did not run; the others must not run twice.
                 await self._load({id(c[0]): c[0] for c in batch}.values())
-                replies = await self._execute(groups)
+                again = await self._execute([groups[i] for i in missing])
+                for i, reply in zip(missing, again, strict=True):
+                    replies[i] = reply
             if batched and any(isinstance(r, ResponseError) for r in replies):
                 # One call's error must not fail the others: send them one by one.
                 return await self._send(batch, batched=False)
@@ -110,11 +119,14 @@ class ScriptBatcher:
             for group in groups:
                 if len(group) == 1:
                     script, key, args, _ = group[0]
-                    pipe.evalsha(script.single.sha, 1, key, *args)
+                    # execute_command, not evalsha(): a cluster pipeline blocks the latter,
+                    # though it routes the command by its key all the same.
+                    pipe.execute_command("EVALSHA", script.single.sha, 1, key, *args)
                 else:
                     keys = [call[1] for call in group]
                     flat = [v for call in group for v in (len(call[2]), *call[2])]
-                    pipe.evalsha(group[0][0].batched.sha, len(keys), *keys, *flat)
+                    sha = group[0][0].batched.sha
+                    pipe.execute_command("EVALSHA", sha, len(keys), *keys, *flat)
             if self.replicas:
                 pipe.execute_command("WAIT", self.replicas, self.timeout_ms)
             replies: list[Any] = await pipe.execute(raise_on_error=False)
@@ -133,11 +145,13 @@ class ScriptBatcher:
         return [error] * len(replies)
 
 
-def _group(batch: list[_Call]) -> list[list[_Call]]:
-    by_script: dict[int, list[_Call]] = defaultdict(list)
+def _group(batch: list[_Call], by_slot: bool = False) -> list[list[_Call]]:
+    """Calls of one script go together; on a cluster, only those whose keys share a slot."""
+    groups: dict[tuple[int, int], list[_Call]] = defaultdict(list)
     for call in batch:
-        by_script[id(call[0])].append(call)
-    return list(by_script.values())
+        slot = key_slot(call[1].encode()) if by_slot else 0
+        groups[id(call[0]), slot].append(call)
+    return list(groups.values())
 
 
 def _spread(group: list[_Call], reply: Any) -> list[Any]:

@@ -18,7 +18,7 @@ from push_service.deadline import from_iso, to_iso
 DEVICE_FIELDS = ("d:", "r:", "x:")  # final outcome, waiting for a retry, dead-lettered
 ANSWER_FIELD = "u:"  # the User Service's answer to a device's report
 RECEIPT_FIELD = "e:"  # a browser's receipts of a device: {"delivered_at", "clicked_at", ...}
-COUNTS = ("sent", "failed", "devices_total", "refused_messages", "cancelled")
+COUNTS = ("sent", "failed", "devices_total", "refused_messages", "cancelled", "fanout_chunks")
 RECEIPT_COUNTS = ("delivered", "clicked", "closed")
 
 

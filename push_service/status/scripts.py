@@ -84,7 +84,8 @@ local failed = tonumber(redis.call('HGET', key, 'failed') or '0')
 local cancelled = tonumber(redis.call('HGET', key, 'cancelled') or '0')
 local total = tonumber(redis.call('HGET', key, 'devices_total') or '0')
 local status = 'processing'
-if sent + failed + cancelled >= total then
+-- An audience still being resolved has more devices to come than `devices_total` says.
+if sent + failed + cancelled >= total and redis.call('HGET', key, 'fanout') ~= 'resolving' then
   if sent > 0 then status = 'sent' elseif failed > 0 then status = 'failed'
   else status = 'cancelled' end
   redis.call('HSETNX', key, 'completed_at', now)
@@ -108,6 +109,10 @@ if redis.call('HEXISTS', key, 'fingerprint') == 1 then
     local sent = tonumber(redis.call('HGET', key, 'sent') or '0')
     redis.call('HSET', key, 'reason', ARGV[4], 'status', (sent > 0) and 'sent' or 'failed',
                'updated_at', now)
+    -- An audience given up part-way: its published chunks still end the record.
+    if redis.call('HGET', key, 'fanout') == 'resolving' then
+      redis.call('HSET', key, 'fanout', 'abandoned')
+    end
     redis.call('HSETNX', key, 'completed_at', now)
   end
   redis.call('EXPIRE', key, ttl)
@@ -143,4 +148,34 @@ if raw then
   redis.call('HSET', KEYS[1], field, cjson.encode(device))
 end
 return 1
+"""
+
+# BEGIN for one chunk of an audience's fan-out. A fan-out's record holds every device of
+# the audience (100,000 and more), so BEGIN's scan of all fields would cost each chunk
+# O(audience) inside Redis: this one looks up only the chunk's own devices.
+# ARGV: now, ttl, fingerprint, deadline, then the chunk's device ids. Returns as BEGIN; a
+# record that is missing (expired) is created with the chunk's devices as its total.
+BEGIN_CHUNK = """
+local key = KEYS[1]
+local now, ttl, fingerprint = ARGV[1], ARGV[2], ARGV[3]
+local stored = redis.call('HGET', key, 'fingerprint')
+if stored and stored ~= fingerprint then
+  return {-1, redis.call('HGET', key, 'created_at') or '', {}, {}}
+end
+if not stored then
+  redis.call('HSET', key, 'status', 'processing', 'devices_total', #ARGV - 4, 'sent', 0,
+             'failed', 0, 'fingerprint', fingerprint, 'deadline', ARGV[4],
+             'created_at', now, 'updated_at', now)
+end
+redis.call('EXPIRE', key, ttl)
+local done, retrying = {}, {}
+for i = 5, #ARGV do
+  if redis.call('HEXISTS', key, 'd:' .. ARGV[i]) == 1 then
+    table.insert(done, ARGV[i])
+  else
+    local retry = redis.call('HGET', key, 'r:' .. ARGV[i])
+    if retry then table.insert(retrying, retry) end
+  end
+end
+return {stored and 0 or 1, redis.call('HGET', key, 'deadline') or '', done, retrying}
 """

@@ -45,9 +45,10 @@ class StatusStore:
         self._record = self._batch.register(scripts.RECORD)
         self._fail = self._batch.register(scripts.FAIL)
         self._deactivation = self._batch.register(scripts.DEACTIVATION)
+        self._begin_chunk = self._batch.register(scripts.BEGIN_CHUNK)
 
     def register(self, body: str) -> Script:
-        """A further one-key script on the records (push_service.status.control)."""
+        """A further one-key script on the records (`status.control`, `status.fanout`)."""
         return self._batch.register(body)
 
     async def call(self, script: Script, notification_id: str, args: list[Any]) -> Any:
@@ -55,6 +56,9 @@ class StatusStore:
 
     def key(self, notification_id: str) -> str:
         return f"{self.prefix}notification:{notification_id}"
+
+    async def run(self, script: Script, notification_id: str, args: list[Any]) -> Any:
+        return await self._batch.call(script, self.key(notification_id), args)
 
     async def begin(
         self,
@@ -89,6 +93,28 @@ class StatusStore:
             done=frozenset(done),
             retrying={retry.device: retry for retry in retries},
             cancelled=bool(cancelled),
+        )
+
+    async def begin_chunk(
+        self, notification_id: str, devices: Sequence[str], *, fingerprint: str, deadline: float
+    ) -> Begun:
+        """`begin` for one chunk of an audience: reads only the chunk's `devices`, and
+        counts none (the resolver did). The record's deadline wins, as in `begin`."""
+        args = [utc_now(), self.ttl, fingerprint, to_iso(deadline), *devices]
+        state, when, done, retrying = await self._batch.call(
+            self._begin_chunk, self.key(notification_id), args
+        )
+        if state == -1:
+            raise DuplicateNotification(
+                f"notification_id {notification_id!r} is on record for a different "
+                f"notification (created {when or 'earlier'}); use a new id"
+            )
+        retries = (DeviceRetry.from_json(raw) for raw in retrying)
+        return Begun(
+            new=False,
+            deadline=from_iso(when),
+            done=frozenset(done),
+            retrying={retry.device: retry for retry in retries},
         )
 
     async def record(
@@ -137,6 +163,13 @@ class StatusStore:
         async with asyncio.timeout(CALL_TIMEOUT):
             raw: dict[str, str] = await self.client.hgetall(self.key(notification_id))  # type: ignore[assignment]  # decode_responses=True
         return to_record(raw) if raw else None
+
+    async def counts(self, notification_id: str) -> dict[str, int]:
+        """devices_total, sent and failed of a record, without reading its devices."""
+        names = ("devices_total", "sent", "failed")
+        async with asyncio.timeout(CALL_TIMEOUT):
+            values = await self.client.hmget(self.key(notification_id), names)
+        return {name: int(value or 0) for name, value in zip(names, values, strict=True)}
 
     async def count_delivery(self, message_key: str, ttl: int = 3600) -> int:
         """How often a message has been delivered (for redelivery limits on classic queues)."""

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from bench import compare, env, goals, profiling, report, summary
+from bench.audience import AudienceRun, measure_audience
 from bench.baselines import ClientContender, NaiveContender
 from bench.contenders import BareContender, Contender, ServiceContender
 from bench.fanout import Fanout, measure_fanout
@@ -39,7 +40,7 @@ from bench.service import ServiceProcess
 from bench.sink_control import SinkClient, start_sink
 
 FULL = {"n": 10_000, "rounds": 8, "backlog": 100_000, "latency_seconds": 10.0,
-        "profile_seconds": 15}  # fmt: skip
+        "profile_seconds": 15, "audience": 100_000}  # fmt: skip
 T = TypeVar("T")
 STARTED = time.monotonic()
 
@@ -54,9 +55,11 @@ EXAMPLES = """examples:
   make bench BENCH_ARGS='--profile'           plus where the service's CPU goes
   make bench BENCH_ARGS='--compare main --skip-baselines --rounds-only'
                                               this worktree against main: rounds only
+  make bench BENCH_ARGS='--audience-only'     only the topic fan-out (100,000 subscribers,
+                                              two processes) against device lists
 """
 QUICK = {"n": 2_000, "rounds": 3, "backlog": 20_000, "latency_seconds": 3.0,
-         "profile_seconds": 5}  # fmt: skip
+         "profile_seconds": 5, "audience": 10_000}  # fmt: skip
 
 
 def parser() -> argparse.ArgumentParser:
@@ -105,6 +108,22 @@ def measurement_options(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         type=float,
         help=f"latency run length ({FULL['latency_seconds']:g}; 0 skips)",
     )
+    p.add_argument(
+        "--audience",
+        type=int,
+        help=f"topic subscribers for the audience run ({FULL['audience']:,}; 0 skips)",
+    )
+    p.add_argument("--audience-only", action="store_true", help="only the audience run")
+    p.add_argument("--audience-chunk", type=int, default=500, help="FANOUT_CHUNK_SIZE (500)")
+    p.add_argument("--audience-rounds", type=int, default=1, help="runs of each kind (1)")
+    p.add_argument("--audience-processes", type=int, default=2, help="service processes (2)")
+    p.add_argument(
+        "--audience-prefetch",
+        type=int,
+        default=16,
+        help="CONSUMER_PREFETCH of the audience run, both kinds (16: at 256, 100,000 devices "
+        "as lists in flight at once open the circuit to the sink)",
+    )
     p.add_argument("--log-dir", type=Path, default=env.BENCH_DIR / "logs", help="service logs")
     p.add_argument("--json", type=Path, help="also write every figure to this file")
     return p
@@ -117,7 +136,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if getattr(args, key) is None:
             setattr(args, key, value)
     if args.rounds_only:
-        args.fanout = args.backlog = args.latency_seconds = 0
+        args.fanout = args.backlog = args.latency_seconds = args.audience = 0
     if args.n < 100 or args.rounds < 1 or args.devices < 1:
         p.error("-n must be at least 100, --rounds and --devices at least 1")
     return args
@@ -232,7 +251,33 @@ def print_report(
     return verdicts
 
 
+async def audience_phase(args: argparse.Namespace, sink: SinkClient) -> AudienceRun | None:
+    if not args.audience:
+        return None
+    return await attempt(
+        f"audience: a topic of {args.audience:,} subscribers, {args.audience_processes} processes",
+        measure_audience(
+            sink, args.audience, processes=args.audience_processes, chunk=args.audience_chunk,
+            rounds=args.audience_rounds, payload=args.payload, prefetch=args.audience_prefetch,
+            log_dir=args.log_dir,
+        ),
+    )  # fmt: skip
+
+
+async def audience_only(args: argparse.Namespace) -> int:
+    with start_sink() as sink:
+        async with SinkClient(sink) as client:
+            run = await audience_phase(args, client)
+    if run is not None:
+        print("\n".join(["", *run.lines()]), flush=True)
+        if args.json:
+            args.json.write_text(json.dumps(asdict(run), indent=2))
+    return 0 if run is not None else 1
+
+
 async def main_async(args: argparse.Namespace) -> int:
+    if args.audience_only:
+        return await audience_only(args)
     if not args.skip_baselines:
         env.ensure_node_env()
     if args.profile or not args.skip_baselines:
@@ -243,6 +288,7 @@ async def main_async(args: argparse.Namespace) -> int:
         async with SinkClient(sink) as client:
             contenders, results, profiles = await rounds_phase(args, client)
             fanout, memory = await other_goals(args, client)
+            audience = await audience_phase(args, client)
     latency = None
     if args.latency_seconds:
         latency = await attempt(
@@ -250,6 +296,8 @@ async def main_async(args: argparse.Namespace) -> int:
             measure_latency(args.rate, args.latency_seconds, args.prefetch, args.log_dir),
         )
     verdicts = print_report(args, contenders, results, profiles, (latency, memory, fanout))
+    if audience is not None:
+        print("\n".join(["", *audience.lines()]), flush=True)
     print(f"\nfull run: {time.monotonic() - STARTED:.0f} s", flush=True)
     if args.json:
         write_json(args.json, results, verdicts, (latency, memory, fanout))
