@@ -36,7 +36,7 @@ from push_service.topology import Topology, publish_declared
 log = logging.getLogger(__name__)
 
 # (notification_id, device, outcome): writes a deactivation's outcome to its record.
-RecordOutcome = Callable[[str, str, str], Awaitable[None]]
+RecordOutcome = Callable[[str, str, str], Awaitable[object]]
 NOT_CONFIGURED = "skipped: USER_SERVICE_URL not configured"
 
 
