@@ -165,3 +165,27 @@ async def settle(message: DeliveredMessage, current: AbstractChannel | None, *, 
         log.info(
             "could not %s delivery %s: %s", "ack" if ack else "requeue", tag, type(exc).__name__
         )
+
+
+async def stop_consuming(
+    channel: AbstractChannel | None, tag: str | None, tasks: set[asyncio.Task[None]], grace: float
+) -> int:
+    """Cancel a consumer, let its tasks finish within `grace`, cancel the rest.
+
+    Returns how many did not finish: their deliveries stay unacked and the broker
+    redelivers them when the channel closes.
+    """
+    if channel is not None and tag is not None and not channel.is_closed:
+        try:
+            async with asyncio.timeout(min(grace, 5.0) or 0.1):
+                await channel.basic_cancel(tag)
+        except (TimeoutError, *AMQP_ERRORS) as exc:
+            log.warning("could not cancel consumer %s cleanly: %s", tag, type(exc).__name__)
+    if not tasks:
+        return 0
+    _, unfinished = await asyncio.wait(set(tasks), timeout=grace)
+    for task in unfinished:
+        task.cancel()
+    if unfinished:
+        await asyncio.wait(unfinished, timeout=5.0)
+    return len(unfinished)

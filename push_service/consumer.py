@@ -23,7 +23,7 @@ from enum import Enum
 from aiormq.abc import AbstractChannel, DeliveredMessage
 
 from push_service import broker
-from push_service.broker import AMQP_ERRORS, USER_VERIFIED_HEADER
+from push_service.broker import USER_VERIFIED_HEADER
 from push_service.bundles import is_bundle, republish
 from push_service.dead_letters import DeadLetters
 from push_service.deadline import publisher_time
@@ -140,23 +140,12 @@ class Consumer:
         Abandoned deliveries stay unacked, so the broker requeues them when the
         channel closes.
         """
-        channel, tag = self.channel, self.consumer_tag
-        if channel is not None and tag is not None and not channel.is_closed:
-            try:
-                async with asyncio.timeout(min(grace, 5.0) or 0.1):
-                    await channel.basic_cancel(tag)
-            except (TimeoutError, *AMQP_ERRORS) as exc:
-                log.warning("could not cancel the consumer cleanly: %s", type(exc).__name__)
         if self._tasks:
             log.info("draining %d in-flight messages (up to %.0fs)", len(self._tasks), grace)
-            _, unfinished = await asyncio.wait(set(self._tasks), timeout=grace)
-            for task in unfinished:
-                task.cancel()
-            if unfinished:
-                log.warning(
-                    "%d messages did not finish in time; they will be redelivered", len(unfinished)
-                )
-                await asyncio.wait(unfinished, timeout=5.0)
+        tag = self.consumer_tag
+        unfinished = await broker.stop_consuming(self.channel, tag, self._tasks, grace)
+        if unfinished:
+            log.warning("%d messages did not finish in time; they will be redelivered", unfinished)
 
     async def _on_message(self, message: DeliveredMessage) -> None:
         self._start(message, consumed=True)

@@ -149,7 +149,13 @@ async def test_devices_and_audience_together_are_refused_with_a_reason(world: Wo
     dead_letter = await wait_until(dead, 20, message="the message to be dead-lettered")
     headers = dead_letter.header.properties.headers or {}
     assert str(headers["x-death-reason"]).startswith("devices_and_audience")
-    record = await stored_record(world.redis, world.service.prefix, nid)
+
+    # The dead letter is published first, then its reason recorded.
+    async def recorded() -> dict[str, Any] | None:
+        found = await stored_record(world.redis, world.service.prefix, nid)
+        return found if found.get("status") else None
+
+    record = await wait_until(recorded, message="the refusal on record")
     assert record["status"] == "failed" and record["reason"].startswith("devices_and_audience")
     assert world.sink.total == 0
 

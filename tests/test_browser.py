@@ -175,6 +175,20 @@ def tagged(tp: BrowserPage, tag: str) -> Callable[[], Awaitable[bool]]:
     return shown
 
 
+async def redeliver_until_shown(tp: BrowserPage, payload: dict[str, Any], tag: str) -> None:
+    """Deliver a push until its notification shows. Right after a click, whose handler is
+    still opening a window, Chromium's DevTools push delivery sometimes drops the message
+    on a loaded machine (seen in full runs only); the worker's push handler is the same."""
+    for attempt in range(3):
+        await tp.deliver(payload)
+        try:
+            await wait_until(tagged(tp, tag), 8, message=f"{tag} shown (delivery {attempt + 1})")
+            return
+        except AssertionError:
+            if attempt == 2:
+                raise
+
+
 async def click(worker: Any, tag: str, action: str) -> str:
     before = await worker.evaluate("() => (self.__opened || []).length")
     await worker.evaluate(CLICK, [tag, action])
@@ -236,8 +250,7 @@ async def test_declarative_and_action_notifications_are_shown_and_open_their_url
         assert await click(worker, "parcel-1", "track") == TRACK_URL
         # A click closes the notification: show it again for its other action.
         assert "parcel-1" not in {n["tag"] for n in await tp.notifications()}
-        await tp.deliver(with_actions)
-        await wait_until(tagged(tp, "parcel-1"), message="the notification shown again")
+        await redeliver_until_shown(tp, with_actions, "parcel-1")
         assert await click(worker, "parcel-1", "later") == ORDER_URL + "#delivery"
         assert await click(worker, "order-1", "") == ORDER_URL
         assert tp.errors == [], tp.errors

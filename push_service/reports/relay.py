@@ -24,7 +24,7 @@ from aiormq.abc import AbstractChannel, DeliveredMessage
 from pamqp.common import FieldValue
 
 from push_service import broker
-from push_service.broker import AMQP_ERRORS, json_properties
+from push_service.broker import json_properties
 from push_service.errors import BrokerUnavailable
 from push_service.metrics import Metrics
 from push_service.reports.client import Attempt, UserServiceClient
@@ -74,19 +74,7 @@ class ReportRelay:
 
     async def stop(self, grace: float) -> None:
         """Stop taking reports; unfinished ones stay unacked and come back later."""
-        channel, tag = self.channel, self.consumer_tag
-        if channel is not None and tag is not None and not channel.is_closed:
-            try:
-                async with asyncio.timeout(min(grace, 5.0) or 0.1):
-                    await channel.basic_cancel(tag)
-            except (TimeoutError, *AMQP_ERRORS) as exc:
-                log.info("could not cancel the report relay cleanly: %s", type(exc).__name__)
-        if self._tasks:
-            _, unfinished = await asyncio.wait(set(self._tasks), timeout=grace)
-            for task in unfinished:
-                task.cancel()
-            if unfinished:
-                await asyncio.wait(unfinished, timeout=5.0)
+        await broker.stop_consuming(self.channel, self.consumer_tag, self._tasks, grace)
 
     async def _on_message(self, message: DeliveredMessage) -> None:
         # A task of our own: closing the channel must not cancel a report half sent.
