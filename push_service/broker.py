@@ -14,7 +14,7 @@ from aiormq.abc import AbstractChannel, AbstractConnection, DeliveredMessage
 from pamqp import commands as spec
 from pamqp.common import FieldValue
 
-from push_service.errors import BrokerUnavailable, Unroutable
+from push_service.errors import BrokerUnavailable, NoRoute, Unroutable
 
 log = logging.getLogger(__name__)
 AMQP_ERRORS = (aiormq.exceptions.AMQPError, ConnectionError, OSError, RuntimeError)
@@ -69,7 +69,7 @@ async def publish_confirmed(
     except TimeoutError:
         raise BrokerUnavailable("RabbitMQ did not confirm the publish in time") from None
     except aiormq.exceptions.PublishError:
-        raise Unroutable(f"no queue took the message for {routing_key}") from None
+        raise NoRoute(f"no queue took the message for {routing_key}") from None
     except aiormq.exceptions.ChannelNotFoundEntity:
         raise Unroutable(f"exchange {exchange!r} does not exist") from None
     except AMQP_ERRORS as exc:

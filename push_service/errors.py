@@ -127,6 +127,10 @@ class Unroutable(BrokerUnavailable):
     """The broker returned a message no queue took: its queue does not exist (any more)."""
 
 
+class NoRoute(Unroutable):
+    """A mandatory publish came back: no queue is bound for its routing key."""
+
+
 class AuthenticationFailed(PushServiceError):
     """A caller's credentials are missing or not acceptable.
 

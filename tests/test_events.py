@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -10,10 +11,11 @@ import aiormq
 import orjson
 import pytest
 
+from push_service import events as events_module
 from push_service.errors import BrokerUnavailable
 from push_service.events import Events
 from push_service.topology import declare_exchanges
-from tests.support import RABBITMQ_URL, unique
+from tests.support import RABBITMQ_URL, unique, wait_until
 
 
 @dataclass
@@ -104,3 +106,31 @@ async def test_without_a_broker_an_event_is_refused_not_lost_silently() -> None:
 
     with pytest.raises(BrokerUnavailable):
         await events.emit("subscription.created", {})
+
+
+async def test_an_event_nobody_listens_to_is_not_published_again_for_a_while(
+    connection: aiormq.abc.AbstractConnection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(events_module, "LISTEN_PROBE_SECONDS", 0.5)
+    exchange = unique("test.events")
+    await declare_exchanges(connection, {exchange: "topic"})
+    events = Events(Connected(connection), exchange, timeout=5)
+    try:
+        await events.emit("notification.completed", {"n": 1})  # nobody bound: it came back
+        queue = await bound_queue(connection, exchange, "notification.*")
+        await events.emit("notification.completed", {"n": 2})  # within the window: not sent
+        await events.emit("subscription.gone", {"n": 3})  # another name: its own window
+        silent_until = events._unheard["notification.completed"]
+        await wait_until(lambda: time.monotonic() > silent_until, message="the window to pass")
+        await events.emit("notification.completed", {"n": 4})  # heard again
+        message = await take(connection, queue)
+        channel = await connection.channel()
+        rest = await channel.basic_get(queue, no_ack=True)
+    finally:
+        await events.close()
+        channel = await connection.channel()
+        await channel.exchange_delete(exchange)
+
+    assert orjson.loads(message.body)["n"] == 4
+    assert not rest.body  # nothing else was routed to the bound queue
+    assert "subscription.gone" in events._unheard
