@@ -64,7 +64,7 @@ def consumer(runtime: Runtime, hold: Hold) -> Consumer:
     )
     parking = Parking(runtime.ladder, runtime.topology, timeout, runtime.metrics, hold)
     assert runtime.events is not None
-    completion = Completion(runtime.store, runtime.events.emit)
+    completion = Completion(runtime.store, runtime.events.emit, runtime.events.heard)
     scheduler = Scheduler(
         runtime.topology, runtime.control, runtime.metrics, max_days=s.schedule_max_days,
         record_ttl=s.status_ttl_seconds, timeout=timeout,

@@ -53,11 +53,15 @@ class Events:
     def enabled(self) -> bool:
         return bool(self.exchange)
 
+    def heard(self, event: str) -> bool:
+        """Whether `emit(event)` would publish: events are on and somebody may listen."""
+        return self.enabled and self._unheard.get(event, 0.0) <= time.monotonic()
+
     async def emit(
         self, event: str, body: Mapping[str, Any], *, event_id: str | None = None
     ) -> None:
         """Publish one event; BrokerUnavailable if the broker does not confirm it in time."""
-        if not self.enabled or self._unheard.get(event, 0.0) > time.monotonic():
+        if not self.heard(event):
             return
         event_id = event_id or uuid.uuid4().hex
         document = {"event": event, "event_id": event_id, "occurred_at": utc_now(), **body}

@@ -17,6 +17,8 @@ from push_service.models import Notification
 from push_service.status import DeviceOutcome, StatusStore
 
 Emit = Callable[..., Awaitable[None]]
+Heard = Callable[[str], bool]
+EVENT = "notification.completed"
 FINAL = ("sent", "failed", "cancelled")
 # A larger notification (an audience's fan-out, mostly) is told by its counts alone
 # (`devices_omitted`): a 100,000-device list would be read whole into one process and
@@ -25,15 +27,16 @@ MAX_LISTED_DEVICES = 1000
 
 
 class Completion:
-    def __init__(self, store: StatusStore, emit: Emit) -> None:
+    def __init__(self, store: StatusStore, emit: Emit, heard: Heard = lambda _: True) -> None:
         self.store = store
         self.emit = emit
+        self.heard = heard  # building an event nobody may listen to is work for nothing
 
     async def completed(
         self, n: Notification, status: str, outcomes: Sequence[DeviceOutcome], whole: bool
     ) -> None:
         """`outcomes`: what this delivery recorded; `whole`: they are all the devices."""
-        if status not in FINAL:
+        if status not in FINAL or not self.heard(EVENT):
             return
         omitted = 0
         if whole:
@@ -53,8 +56,7 @@ class Completion:
         }
         if omitted:
             body["devices_omitted"] = omitted
-        event_id = f"notification.completed:{n.notification_id}"
-        await self.emit("notification.completed", body, event_id=event_id)
+        await self.emit(EVENT, body, event_id=f"{EVENT}:{n.notification_id}")
 
     async def _recorded(self, notification_id: str) -> list[dict[str, Any]]:
         record = await self.store.get(notification_id)
