@@ -82,10 +82,7 @@ class StatusStore:
             [*args, fingerprint, to_iso(deadline), "true" if user_verified else "false"],
         )
         if state == -1:
-            raise DuplicateNotification(
-                f"notification_id {notification_id!r} is on record for a different "
-                f"notification (created {when or 'earlier'}); use a new id"
-            )
+            raise _taken(notification_id, when)
         retries = (DeviceRetry.from_json(raw) for raw in retrying)
         return Begun(
             new=state == 1,
@@ -105,10 +102,7 @@ class StatusStore:
             self._begin_chunk, self.key(notification_id), args
         )
         if state == -1:
-            raise DuplicateNotification(
-                f"notification_id {notification_id!r} is on record for a different "
-                f"notification (created {when or 'earlier'}); use a new id"
-            )
+            raise _taken(notification_id, when)
         retries = (DeviceRetry.from_json(raw) for raw in retrying)
         return Begun(
             new=False,
@@ -183,3 +177,10 @@ class StatusStore:
     async def ping(self) -> bool:
         async with asyncio.timeout(CALL_TIMEOUT):
             return bool(await self.client.ping())
+
+
+def _taken(notification_id: str, created: str) -> DuplicateNotification:
+    return DuplicateNotification(
+        f"notification_id {notification_id!r} is on record for a different "
+        f"notification (created {created or 'earlier'}); use a new id"
+    )
