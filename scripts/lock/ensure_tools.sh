@@ -18,7 +18,11 @@ fi
 want="$(sha256sum "$source_file" | cut -d' ' -f1)"
 if [[ ! -x "$VENV/bin/uv" || "$(cat "$VENV/.stamp" 2>/dev/null)" != "$want" ]]; then
     install() {
+        # A current pip first: the one a venv starts with (23.x on Python 3.11) takes an
+        # extra's requirement (pip-audit's `CacheControl[filecache]>=…`) for an unpinned
+        # one and refuses the hash-checked install once a newer release exists.
         "$PYTHON" -m venv --clear "$VENV" &&
+            "$VENV/bin/pip" install --quiet --disable-pip-version-check --upgrade pip &&
             "$VENV/bin/pip" install --disable-pip-version-check "${hashes[@]}" -r "$source_file"
     }
     quiet_run "lock tools: installation into $VENV failed (PyPI must be reachable)" install || exit 2
