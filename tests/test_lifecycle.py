@@ -284,3 +284,16 @@ async def test_a_claimed_user_is_never_kept_or_reported(world: World) -> None:
     assert created["user_id"] is None
     await world.events.wait_for("notification.completed")
     assert world.users.accepted == []
+
+
+async def test_a_resync_without_a_session_keeps_the_verified_user(world: World) -> None:
+    subscription, _ = await world.new_subscription()
+    assert (await world.subscribe(subscription, user="alice")).status == 202
+
+    again = await world.subscribe(subscription)  # the page reloaded, no token this time
+
+    assert again.status == 200, again.text
+    assert (await world.registered(subscription["endpoint"]))["user_id"] == "alice"
+    [registration] = await world.wait_reports(REGISTER, 1)
+    assert registration["user_id"] == "alice"
+    assert len(world.reports(REGISTER)) == 1  # nothing new to tell the User Service

@@ -77,6 +77,10 @@ class Subscriptions:
             # subscription inherits what the one it proved it replaces was registered with.
             user_id = user_id or replaced.user_id
             topics = replaced.topics if topics is None else topics
+        elif previous is not None and hmac.compare_digest(previous.auth, device.auth_b64):
+            # The same subscription re-sent without a session keeps its verified user: its
+            # own secret proves it is the browser that registered it.
+            user_id = user_id or previous.user_id
         wanted = Subscription(
             device.endpoint,
             device.p256dh_b64,
