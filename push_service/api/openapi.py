@@ -18,8 +18,8 @@ from typing import Any
 from push_service import __version__
 from push_service.api.openapi_schedule import schedule_paths
 from push_service.api.openapi_schemas import (
-    ID_REGEX,
     JSON,
+    NOTIFICATION_ID_PARAMETER,
     answer,
     errors,
     headers,
@@ -108,14 +108,7 @@ def _notification_paths() -> dict[str, Any]:
         "operationId": "notificationStatus",
         "tags": ["internal"],
         "security": PEER,
-        "parameters": [
-            {
-                "name": "notification_id",
-                "in": "path",
-                "required": True,
-                "schema": {"type": "string", "pattern": ID_REGEX},
-            }
-        ],
+        "parameters": [NOTIFICATION_ID_PARAMETER],
         "responses": {
             "200": answer("The record; devices by id and push-service origin.", "StatusRecord"),
             **errors(401, 404, 503),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from push_service.api.openapi_schemas import ID_REGEX, JSON, errors
+from push_service.api.openapi_schemas import JSON, NOTIFICATION_ID_PARAMETER, errors
 
 _COUNTS = {
     "type": "object",
@@ -30,14 +30,7 @@ def schedule_paths(peer: list[dict[str, list[str]]]) -> dict[str, Any]:
         "operationId": "cancelNotification",
         "tags": ["internal"],
         "security": peer,
-        "parameters": [
-            {
-                "name": "notification_id",
-                "in": "path",
-                "required": True,
-                "schema": {"type": "string", "pattern": ID_REGEX},
-            }
-        ],
+        "parameters": [NOTIFICATION_ID_PARAMETER],
         "responses": {
             "200": _json("Cancelled; the counts after it.", _COUNTS),
             "409": _json("Every device already had an outcome; nothing changed.", _COUNTS),

@@ -11,6 +11,13 @@ from typing import Any
 
 # ECMA-262 spelling of models.ID_PATTERN (`\Z` is Python's end of text).
 ID_REGEX = "^[A-Za-z0-9][A-Za-z0-9._:@/+=-]{0,127}$"
+# The `{notification_id}` of a path (status and cancel).
+NOTIFICATION_ID_PARAMETER = {
+    "name": "notification_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": ID_REGEX},
+}
 NOTIFICATION_SCHEMA_URL = "/schemas/notification.json"
 B64URL = "^[A-Za-z0-9_-]+={0,2}$"
 JSON = "application/json"
