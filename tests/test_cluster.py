@@ -84,8 +84,10 @@ async def test_stopping_the_rabbitmq_node_in_use_loses_nothing(
     )
     assert sink.delivered(ids) == MESSAGES
     assert sink.duplicated() <= MAX_DUPLICATE_SHARE * MESSAGES
-    # The deliveries unacked at the stop came again, and were not pushed twice.
-    assert handled > MESSAGES
+    # Deliveries unacked at the stop come again and are not pushed twice (the duplicate
+    # share above). A graceful stop moves the queue's leader before it closes the
+    # connection, so the pushes in flight may all be acked first: redeliveries can be 0.
+    assert handled >= MESSAGES
     assert node in (redact_url(b.url), redact_url(c.url))
     assert new_leader != a.node
     assert await _ready_messages(c, service.queue) == 0
