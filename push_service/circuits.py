@@ -2,10 +2,12 @@
 
 One push service going dark must not take the others down with it. Each origin
 (scheme, host, port) has a `Circuit`:
-- at most `concurrency` requests in flight; more wait for a slot, but only while the
-  push service keeps answering (an answer within a few of its usual latencies), so a
-  dark one cannot hold consumer slots: a push finding every slot taken and the origin
-  overdue is parked at once ("busy");
+- at most `concurrency` requests in flight (FIRST_REQUESTS until it first answers);
+  more wait for a slot, but only while the push service keeps answering (an answer
+  within a few of its usual latencies), so a dark one cannot hold consumer slots: a
+  push finding every slot taken and the origin overdue is parked at once ("busy") and
+  held (`push_service.hold`) until the origin answers again or its circuit opens: one
+  round trip, not one per patience until stall detection decides;
 - closed: requests flow. `failures` transient failures in a row (timeouts, connection
   errors, 5xx), or no answer at all for `stall_seconds` while requests are out, open it;
 - open: no requests; pushes are parked (without a request) until the cool-down ends;
@@ -38,7 +40,11 @@ MAX_CIRCUITS = 10_000  # origins remembered; idle closed circuits are forgotten 
 # healthy pushes waiting for a slot, a round trip each and half a second late.
 PATIENCE_LATENCIES = 4.0
 MIN_PATIENCE = 0.25
-FIRST_PATIENCE = 0.5
+FIRST_PATIENCE = 0.25
+# Before its first answer an origin gets at most this many requests at once, then its
+# whole `concurrency`: one that is dark from the start (or a typo'd host that accepts
+# connections) then hangs a few requests, their connections and handshakes, not all.
+FIRST_REQUESTS = 8
 LATENCY_WEIGHT = 0.2  # of a new sample in the moving average
 
 
@@ -92,7 +98,8 @@ class Circuit:
         self.state = State.CLOSED
         self._listener = listener
         self._clock = clock
-        self._slots = asyncio.Semaphore(policy.concurrency)
+        self._slots = asyncio.Semaphore(min(FIRST_REQUESTS, policy.concurrency))
+        self._narrow = policy.concurrency > FIRST_REQUESTS  # until the first answer
         self._failures = 0
         self._cooldown = policy.open_seconds
         self.open_until = 0.0
@@ -100,6 +107,7 @@ class Circuit:
         self._progress = clock()  # last answer, or when requests started going out
         self._probing = False
         self._latency: float | None = None  # moving average of answered requests' time
+        self._busy_parked = False  # pushes parked "busy" wait for the next answer
 
     @property
     def in_flight(self) -> int:
@@ -109,13 +117,26 @@ class Circuit:
     def idle(self) -> bool:
         return self.state is State.CLOSED and self._in_flight == 0
 
+    def overdue(self) -> bool:
+        """Closed, but requests are out and none was answered for the patience: a push
+        parked "busy" would only be parked again. Opens the circuit once it stalled."""
+        self.review()
+        quiet = self._clock() - self._progress
+        return self.state is State.CLOSED and self._in_flight > 0 and quiet >= self._patience()
+
+    def review(self) -> None:
+        """Open the circuit if requests are out and none was answered for the stall time."""
+        now = self._clock()
+        if self.state is State.CLOSED and self._stalled(now):
+            self._open(now, f"no answer for {self.policy.stall_seconds:g}s")
+
     def check(self) -> None:
         """Raise PushServiceUnavailable if no request should go to this origin now."""
         now = self._clock()
         if self.state is State.CLOSED:
-            if not self._stalled(now):
+            if not self._stalled(now):  # the common case, per push: no further call
                 return
-            self._open(now, f"no answer for {self.policy.stall_seconds:g}s")
+            self.review()
         if self.state is State.OPEN:
             if now < self.open_until:
                 raise PushServiceUnavailable(f"circuit of {self.origin} is open", self.open_until)
@@ -163,10 +184,18 @@ class Circuit:
     def answered(self) -> None:
         """The push service answered (any status but a server error): it is up."""
         self._progress = self._clock()
+        if self._narrow:
+            self._narrow = False
+            for _ in range(self.policy.concurrency - FIRST_REQUESTS):
+                self._slots.release()  # its whole concurrency, waking waiters
         self._failures = 0
         if self.state is not State.CLOSED:
             self._cooldown = self.policy.open_seconds
+            self._busy_parked = False
             self._change(State.CLOSED, "answering again")
+        elif self._busy_parked:  # the pushes held meanwhile may go now (recovery)
+            self._busy_parked = False
+            self._listener(self, "answering again after a pause")
 
     def failed(self, detail: str, answered: bool) -> None:
         """A timeout, connection error (answered=False) or server error (answered=True)."""
@@ -193,6 +222,7 @@ class Circuit:
             quiet = now - self._progress
             if quiet >= patience:
                 detail = f"every request slot of {self.origin} taken, no answer for {quiet:.2g}s"
+                self._busy_parked = True
                 raise PushServiceUnavailable(detail, now + patience, "busy")
             try:
                 async with asyncio.timeout(patience - quiet):

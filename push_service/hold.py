@@ -1,8 +1,11 @@
 """Held pushes: while a push service's circuit is open, its pushes wait in a queue of its own.
 
-A push parked because its push service's circuit is open (`circuit_open`) does not go on
-the delay ladder, where it would come back on the step's TTL only (up to
-PUSH_RETRY_MAX_DELAY_SECONDS after the push service answers again). It goes, as a copy
+A push parked because its push service's circuit is open (`circuit_open`), or because
+every request slot of it is taken and none was answered lately (`busy`: an outage's
+first seconds, before stall detection opens the circuit), does not go on the delay
+ladder, where it would come back on the step's TTL only (up to
+PUSH_RETRY_MAX_DELAY_SECONDS after the push service answers again), or, for `busy`,
+again and again until the circuit opens: a round trip each time. It goes, as a copy
 with only that origin's devices, to `<queue>.hold.<origin label>.<hash>`: durable, no
 TTL of its own, each copy expiring at its notification's deadline back to the main queue
 (where it is recorded `expired`). `push_service.recovery` probes the origin with one
@@ -41,7 +44,7 @@ from push_service.topology import Topology, back_to_main
 
 log = logging.getLogger(__name__)
 
-HELD_REASONS = frozenset({"circuit_open"})
+HELD_REASONS = frozenset({"circuit_open", "busy"})
 RELEASE_BATCH = 200  # copies (at least) taken before their publishes are confirmed together
 _UNSAFE = re.compile(r"[^A-Za-z0-9.-]")
 
@@ -71,6 +74,7 @@ class Hold:
         self.metrics = metrics
         self.on_held: Callable[[str], None] | None = None  # recovery starts watching
         self._noted: set[str] = set()  # on record in Redis, declared, since the last forget
+        self._noting: dict[str, asyncio.Task[None]] = {}  # one at a time per origin
         self._bundler = Bundler(self._publish)
 
     def origin_for(self, retry: DeviceRetry) -> str | None:
@@ -96,14 +100,27 @@ class Hold:
         """Publish (confirmed, bundled with others) a copy to the origin's hold queue,
         expiring at `deadline`."""
         if origin not in self._noted:
-            # On record before the first copy: a replica that starts must find it.
-            await self.redis.sadd(self.key, origin)
-            await self.declare(channel.connection, origin)
-            self._noted.add(origin)
+            await self._note(channel.connection, origin)
         await self._bundler.add(channel, origin, Copy(properties, body, deadline))
         self.metrics.held.inc()
         if self.on_held is not None:
             self.on_held(origin)
+
+    async def _note(self, connection: AbstractConnection, origin: str) -> None:
+        """On record and declared before the first copy: a replica that starts must find
+        it. Once for all the pushes held together (an outage's first seconds hold a few
+        hundred at once: each declaring the queue would stall the broker and this loop)."""
+        noting = self._noting.get(origin)
+        if noting is None:
+            noting = asyncio.create_task(self._record_and_declare(connection, origin))
+            self._noting[origin] = noting
+            noting.add_done_callback(lambda _: self._noting.pop(origin, None))
+        await asyncio.shield(noting)
+
+    async def _record_and_declare(self, connection: AbstractConnection, origin: str) -> None:
+        await self.redis.sadd(self.key, origin)
+        await self.declare(connection, origin)
+        self._noted.add(origin)
 
     async def _publish(
         self, channel: AbstractChannel, origin: str, body: bytes, properties: spec.Basic.Properties

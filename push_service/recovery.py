@@ -5,8 +5,10 @@ For each origin with held pushes (`push_service.hold`) a watcher task:
   and hands it to the consumer, whose push is the circuit's probe. A failed probe opens
   the circuit again (twice as long, up to PUSH_CIRCUIT_MAX_OPEN_SECONDS) and holds the
   copy again; an answer closes the circuit. A long outage costs one probe per cool-down.
-- once the circuit is closed: it releases the hold queue (every copy back to the main
-  queue) and forgets the origin when its queue is empty.
+- once the circuit is closed and the origin answering: it releases the hold queue
+  (every copy back to the main queue) and forgets the origin when its queue is empty.
+  Pushes held "busy" (closed, but no answer lately) wait for the next answer, or for
+  stall detection to open the circuit, whichever comes first.
 
 Recovery is shared, circuits otherwise are not. A replica whose circuit is still open
 would take released copies off the main queue and hold them again, and they would wait
@@ -44,6 +46,9 @@ Take = Callable[[DeliveredMessage], "asyncio.Task[None]"]
 EXCHANGE_TYPE = "fanout"
 REPLICA_HEADER = "x-push-replica"
 RETRY_SECONDS = 1.0  # after a broker or Redis error, before the watcher tries again
+# While an origin is overdue, how often its watcher looks again: an answer wakes it at
+# once, this catches requests that ended without one (and stall detection's deadline).
+OVERDUE_SECONDS = 0.25
 
 
 def recovery_exchange(queue: str) -> str:
@@ -157,6 +162,9 @@ class Recovery:
             waker.clear()
             circuit = self.circuits.get(origin)
             try:
+                if circuit.overdue():
+                    await _wait(waker, OVERDUE_SECONDS)
+                    continue
                 if circuit.state is State.CLOSED:
                     if await self._release(origin):
                         return
@@ -184,9 +192,7 @@ class Recovery:
     async def _release(self, origin: str) -> bool:
         """Move the held copies to the main queue; True once the origin is forgotten."""
         channel = await self.channels.get()
-        moved = await self.hold.release(
-            channel, origin, lambda: self.circuits.get(origin).state is State.CLOSED
-        )
+        moved = await self.hold.release(channel, origin, lambda: self._answering(origin))
         if moved:
             log.info(
                 "released %d held messages of push service %s",
@@ -194,7 +200,11 @@ class Recovery:
                 origin,
                 extra={"endpoint_origin": origin},
             )
-        return self.circuits.get(origin).state is State.CLOSED and await self._forget(origin)
+        return self._answering(origin) and await self._forget(origin)
+
+    def _answering(self, origin: str) -> bool:
+        circuit = self.circuits.get(origin)
+        return circuit.state is State.CLOSED and not circuit.overdue()
 
     async def _forget(self, origin: str) -> bool:
         channel = await self.channels.get()

@@ -1,4 +1,5 @@
-"""Held copies in bundles, against the real broker: gathered, unpacked, moved back."""
+"""Held copies in bundles, against the real broker: gathered, unpacked, moved back; and
+the hold queue of an origin declared once for the copies held together."""
 
 from __future__ import annotations
 
@@ -7,11 +8,16 @@ import datetime
 import time
 
 import orjson
-from aiormq.abc import AbstractChannel
+import pytest
+import redis.asyncio as redis
+from aiormq.abc import AbstractChannel, AbstractConnection
 from pamqp import commands as spec
 
 from push_service.broker import publish_confirmed
 from push_service.bundles import BUNDLE_HEADER, Bundler, Copy, is_bundle, pack, republish, unpack
+from push_service.endpoints import EndpointPolicy
+from push_service.hold import Hold, hold_queue
+from push_service.metrics import Metrics
 from push_service.topology import Topology, declare_topology
 from tests.conftest import ServiceFactory
 from tests.push_fakes import push_service
@@ -116,3 +122,38 @@ async def test_a_bundle_back_in_the_main_queue_is_delivered_copy_by_copy(
         await wait_until(lambda: len(pushes.accepted) == 3, 20, message="each copy pushed")
         assert set(pushes.accepted) == set(names)
         assert set(pushes.accepted.values()) == {1}
+
+
+async def test_copies_held_together_for_a_new_origin_declare_its_queue_once(
+    rabbit: Rabbit, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An outage's first seconds hold a few hundred copies at once: the origin goes on
+    record and its queue is declared once, not once per copy."""
+    main, prefix, origin = unique("hold-main"), unique("hold") + ":", "https://push.example"
+    await declare_topology(rabbit.connection, Topology(main))
+    hold = Hold(
+        Topology(main), EndpointPolicy(("push.example",)), redis_client, prefix, 5, Metrics()
+    )
+    declared: list[str] = []
+    declare = hold.declare
+
+    async def counted(connection: AbstractConnection, held_for: str) -> None:
+        declared.append(held_for)
+        await declare(connection, held_for)
+
+    monkeypatch.setattr(hold, "declare", counted)
+    channel = await rabbit._channel()
+    deadline = time.time() + 600
+    try:
+        await asyncio.gather(
+            *(hold.hold(channel, origin, b"x%d" % i, properties(i), deadline) for i in range(100))
+        )
+        assert declared == [origin]
+        assert await redis_client.smembers(f"{prefix}held-origins") == {origin}
+        held = 0
+        while (m := await rabbit.get(hold_queue(main, origin))) is not None:
+            held += len(unpack(m.body)) if is_bundle(m) else 1
+        assert held == 100
+    finally:
+        await rabbit.delete(main, hold_queue(main, origin))
+        await redis_client.delete(f"{prefix}held-origins")

@@ -467,3 +467,64 @@ async def test_a_new_origin_keeps_its_circuit_when_every_other_one_is_busy(
     assert all(h.circuit.origin in rig.circuits.states() for h in busy)  # none forgotten
     for hold in busy:
         await hold.finish()
+
+
+# --- a new origin, and pushes parked "busy" --------------------------------------------------
+
+
+async def test_a_new_origin_gets_few_requests_until_it_first_answers() -> None:
+    rig = make_rig(concurrency=20, stall_seconds=60)
+    circuit = rig.circuit()
+    dark = Held(circuit)
+    dark.start(12)
+    await wait_until(lambda: dark.inside == circuits_module.FIRST_REQUESTS, message="first ones")
+    await asyncio.wait(dark.tasks, timeout=0.1)  # the rest wait: nothing was answered yet
+    assert dark.inside == circuits_module.FIRST_REQUESTS
+
+    circuit.answered()  # one of them answered: the whole concurrency
+    await wait_until(lambda: dark.inside == 12, message="every request out")
+    more = Held(circuit)
+    more.start(12)
+    await wait_until(lambda: dark.inside + more.inside == 20, message="up to its concurrency")
+    await asyncio.wait(more.tasks, timeout=0.1)
+    assert dark.inside + more.inside == 20
+    await dark.finish()
+    await more.finish()
+
+
+async def test_an_origin_is_overdue_while_requests_are_out_and_none_answered() -> None:
+    rig = make_rig(concurrency=1, stall_seconds=8, open_seconds=4)
+    circuit = rig.circuit()
+    assert not circuit.overdue()  # nothing out
+    held = Held(circuit)
+    held.start()
+    await wait_until(lambda: held.inside == 1, message="a request out")
+    assert not circuit.overdue()
+    rig.clock.advance(circuits_module.FIRST_PATIENCE)
+    assert circuit.overdue()
+    assert circuit.state is State.CLOSED
+    rig.clock.advance(8)  # past the stall time: asking opens it
+    assert not circuit.overdue()
+    assert rig.circuits.states() == {ORIGIN: State.OPEN}
+    await held.finish()
+
+
+async def test_an_answer_after_a_busy_park_is_heard_though_the_circuit_stayed_closed() -> None:
+    rig = make_rig(concurrency=1, stall_seconds=60)
+    heard: list[State] = []
+    rig.circuits._on_change = lambda c: heard.append(c.state)
+    circuit = rig.circuit()
+    held = Held(circuit)
+    held.start()
+    await wait_until(lambda: held.inside == 1, message="a request out")
+    rig.clock.advance(circuits_module.FIRST_PATIENCE)
+    with pytest.raises(PushServiceUnavailable) as parked:
+        await answer(circuit)
+    assert parked.value.reason == "busy"
+    assert heard == []
+
+    circuit.answered()  # the request out is answered: the held pushes may go
+    assert heard == [State.CLOSED]
+    circuit.answered()
+    assert heard == [State.CLOSED]  # once per pause
+    await held.finish()

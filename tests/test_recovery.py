@@ -17,6 +17,7 @@ import time
 import pytest
 import redis.asyncio as redis
 
+from push_service.circuits import FIRST_REQUESTS
 from push_service.hold import hold_queue
 from tests.conftest import ServiceFactory
 from tests.push_fakes import push_service
@@ -34,6 +35,7 @@ SCENARIO = {
 }
 ALONE, MIXED, DARK_EVERY = 1000, 3000, 5
 OUTAGE, RESTART_AT, FIRST_SECONDS = 35.0, 15.0, 3.0
+PAUSED, PAUSE = 40, 2.0
 ROUND_TRIPS = (
     "push_held_messages_total",
     "push_parked_messages_total",
@@ -135,3 +137,49 @@ async def test_held_pushes_go_out_within_seconds_of_recovery_across_a_restart(
     assert trips["held_messages"] + trips["parked_messages"] < 3 * len(dark_ids)
     assert left == [0] * len(left)
     assert held_origins == set()  # released and forgotten (its hold queue deleted)
+
+
+async def test_pushes_parked_busy_in_a_pause_are_held_once_and_go_out_at_its_first_answer(
+    service_factory: ServiceFactory, rabbit: Rabbit, redis_client: redis.Redis
+) -> None:
+    """A push service that stops answering for less than the stall time: the requests out
+    hang, the pushes behind them are parked "busy" and held (one round trip each, not
+    one per patience), and go out as soon as it answers, its circuit never opened."""
+    async with push_service(dark=True) as paused:
+        queue, prefix = unique("pause"), unique("pause") + ":"
+        env = {
+            "RABBITMQ_QUEUE_NAME": queue, "REDIS_KEY_PREFIX": prefix, **SCENARIO,
+            "PUSH_CIRCUIT_STALL_SECONDS": "60", "PUSH_TIMEOUT_SECONDS": "60",
+        }  # fmt: skip
+        ids = [unique("p") for _ in range(PAUSED)]
+        await preload(rabbit, queue, [message(i, paused.endpoint(i)) for i in ids])
+        service = await service_factory(**env)
+        behind = PAUSED - FIRST_REQUESTS  # a new origin: a few requests until it answers
+
+        async def all_held() -> bool:
+            return await _metric(service, "push_held_messages_total") >= behind
+
+        await wait_until(all_held, 30, message="the pushes behind the hung ones held")
+        # Scenario pacing: a pause of a few patiences, where parked pushes used to cycle.
+        await asyncio.sleep(PAUSE)
+        requests_in_pause = len(paused.requests)
+        paused.come_back()
+        back = time.monotonic()
+        await wait_until(lambda: len(paused.accepted) == PAUSED, 30, message="every push")
+        took = time.monotonic() - back
+        trips = await round_trips(service)
+        await wait_until(
+            lambda: _forgotten(redis_client, prefix), 10, message="the held origin forgotten"
+        )
+
+    print(f"\npause: {behind} held once each, all out {took:.2f}s after the first answer")
+    assert requests_in_pause == FIRST_REQUESTS
+    assert set(paused.accepted.values()) == {1}
+    assert trips["push_held_messages_total"] == behind  # each held once
+    assert trips["push_parked_messages_total"] == 0  # none went round the delay ladder
+    assert trips["push_hold_probes_total"] == 0  # released by the answer, no probe
+    assert took < float(SCENARIO["PUSH_CIRCUIT_OPEN_SECONDS"])  # before any cool-down
+
+
+async def _forgotten(client: redis.Redis, prefix: str) -> bool:
+    return not await client.smembers(f"{prefix}held-origins")

@@ -9,7 +9,9 @@ loopback, through the machine's RabbitMQ and Redis (queues and keys of its own):
    service of another revision runs in the same rounds;
 2. --profile: py-spy on the warm service, summarised by component;
 3. the issue's other goals, each on a fresh service process: one message to 10,000
-   devices (event-loop stall), memory with 100,000 queued, latency at 500 msg/s.
+   devices (event-loop stall), memory with 100,000 queued, latency at 500 msg/s, a
+   topic of 100,000 subscribers (bench.audience), and the healthy pace beside a push
+   service that never answers (bench.outage).
 
 It prints every round as it ends, then medians with their spread, paired ratios, the
 other measurements and the goals with pass/miss marks. `make bench BENCH_ARGS=...`.
@@ -35,12 +37,13 @@ from bench.contenders import BareContender, Contender, ServiceContender
 from bench.fanout import Fanout, measure_fanout
 from bench.latency import Latency, measure_latency
 from bench.memory import Memory, measure_memory
+from bench.outage import OutageRun, measure_outage
 from bench.rounds import Results, run_rounds
 from bench.service import ServiceProcess
 from bench.sink_control import SinkClient, start_sink
 
 FULL = {"n": 10_000, "rounds": 8, "backlog": 100_000, "latency_seconds": 10.0,
-        "profile_seconds": 15, "audience": 100_000}  # fmt: skip
+        "profile_seconds": 15, "audience": 100_000, "outage": 9_600}  # fmt: skip
 T = TypeVar("T")
 STARTED = time.monotonic()
 
@@ -57,9 +60,10 @@ EXAMPLES = """examples:
                                               this worktree against main: rounds only
   make bench BENCH_ARGS='--audience-only'     only the topic fan-out (100,000 subscribers,
                                               two processes) against device lists
+  make bench BENCH_ARGS='--outage-only'       only the healthy pace beside a dark push service
 """
 QUICK = {"n": 2_000, "rounds": 3, "backlog": 20_000, "latency_seconds": 3.0,
-         "profile_seconds": 5, "audience": 10_000}  # fmt: skip
+         "profile_seconds": 5, "audience": 10_000, "outage": 2_400}  # fmt: skip
 
 
 def parser() -> argparse.ArgumentParser:
@@ -124,6 +128,11 @@ def measurement_options(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         help="CONSUMER_PREFETCH of the audience run, both kinds (16: at 256, 100,000 devices "
         "as lists in flight at once open the circuit to the sink)",
     )
+    p.add_argument(
+        "--outage", type=int, help=f"healthy pushes of the outage run ({FULL['outage']:,}; 0 skips)"
+    )
+    p.add_argument("--outage-only", action="store_true", help="only the outage run")
+    p.add_argument("--outage-rounds", type=int, default=3, help="paired outage rounds (3)")
     p.add_argument("--log-dir", type=Path, default=env.BENCH_DIR / "logs", help="service logs")
     p.add_argument("--json", type=Path, help="also write every figure to this file")
     return p
@@ -136,7 +145,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if getattr(args, key) is None:
             setattr(args, key, value)
     if args.rounds_only:
-        args.fanout = args.backlog = args.latency_seconds = args.audience = 0
+        args.fanout = args.backlog = args.latency_seconds = args.audience = args.outage = 0
     if args.n < 100 or args.rounds < 1 or args.devices < 1:
         p.error("-n must be at least 100, --rounds and --devices at least 1")
     return args
@@ -264,10 +273,24 @@ async def audience_phase(args: argparse.Namespace, sink: SinkClient) -> Audience
     )  # fmt: skip
 
 
-async def audience_only(args: argparse.Namespace) -> int:
-    with start_sink() as sink:
+async def outage_phase(args: argparse.Namespace, sink: SinkClient) -> OutageRun | None:
+    if not args.outage:
+        return None
+    return await attempt(
+        f"outage: {args.outage:,} healthy pushes alone and beside a dark push service",
+        measure_outage(
+            sink, args.outage, rounds=args.outage_rounds, prefetch=args.prefetch,
+            log_dir=args.log_dir,
+        ),
+    )  # fmt: skip
+
+
+async def one_phase(args: argparse.Namespace) -> int:
+    """--audience-only or --outage-only: that run alone, against its own sink."""
+    phase = audience_phase if args.audience_only else outage_phase
+    with start_sink(dark=True) as sink:
         async with SinkClient(sink) as client:
-            run = await audience_phase(args, client)
+            run = await phase(args, client)
     if run is not None:
         print("\n".join(["", *run.lines()]), flush=True)
         if args.json:
@@ -276,19 +299,20 @@ async def audience_only(args: argparse.Namespace) -> int:
 
 
 async def main_async(args: argparse.Namespace) -> int:
-    if args.audience_only:
-        return await audience_only(args)
+    if args.audience_only or args.outage_only:
+        return await one_phase(args)
     if not args.skip_baselines:
         env.ensure_node_env()
     if args.profile or not args.skip_baselines:
         env.ensure_python_env()
     print(f"push_service benchmark on {os.cpu_count()} cores, load average "
           f"{os.getloadavg()[0]:.2f} (service logs in {args.log_dir})", flush=True)  # fmt: skip
-    with start_sink() as sink:
+    with start_sink(dark=True) as sink:
         async with SinkClient(sink) as client:
             contenders, results, profiles = await rounds_phase(args, client)
             fanout, memory = await other_goals(args, client)
             audience = await audience_phase(args, client)
+            outage = await outage_phase(args, client)
     latency = None
     if args.latency_seconds:
         latency = await attempt(
@@ -296,8 +320,9 @@ async def main_async(args: argparse.Namespace) -> int:
             measure_latency(args.rate, args.latency_seconds, args.prefetch, args.log_dir),
         )
     verdicts = print_report(args, contenders, results, profiles, (latency, memory, fanout))
-    if audience is not None:
-        print("\n".join(["", *audience.lines()]), flush=True)
+    for run in (audience, outage):
+        if run is not None:
+            print("\n".join(["", *run.lines()]), flush=True)
     print(f"\nfull run: {time.monotonic() - STARTED:.0f} s", flush=True)
     if args.json:
         write_json(args.json, results, verdicts, (latency, memory, fanout))

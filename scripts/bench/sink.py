@@ -17,6 +17,10 @@ fails them gets `400` and is counted under `rejected` with the reason.
                     (`reached` false after S seconds): the end of a round, no polling
   POST /reset       zero the counters (204)
 
+With `--dark`, a second port (`dark_port` in the ready line) accepts connections and
+reads requests but never answers one: a push service in an outage that still accepts
+connections, the kind only a timeout or stall detection notices.
+
 `python -m bench.sink --cert-dir DIR` prints one JSON line {"port", "cafile", "pid"}
 when ready; `sink_control.start_sink()` does that for you.
 """
@@ -240,6 +244,13 @@ class SinkProtocol(asyncio.Protocol):
         return response(404)
 
 
+class DarkProtocol(asyncio.Protocol):
+    """Reads whatever comes and never answers: the connection stays open, idle."""
+
+    def data_received(self, data: bytes) -> None:
+        pass
+
+
 async def serve(args: argparse.Namespace) -> None:
     cafile, certfile, keyfile = generate_certs(args.cert_dir)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -257,8 +268,11 @@ async def serve(args: argparse.Namespace) -> None:
         loop.add_signal_handler(signum, stop.set)
     # Stop with the parent: our stdin is a pipe from it, and EOF means it is gone.
     loop.add_reader(sys.stdin.fileno(), stop.set)
-    port = server.sockets[0].getsockname()[1]
-    print(json.dumps({"port": port, "cafile": cafile, "pid": os.getpid()}), flush=True)
+    ready = {"port": server.sockets[0].getsockname()[1], "cafile": cafile, "pid": os.getpid()}
+    if args.dark:
+        dark = await loop.create_server(DarkProtocol, "127.0.0.1", 0, ssl=context, backlog=1024)
+        ready["dark_port"] = dark.sockets[0].getsockname()[1]
+    print(json.dumps(ready), flush=True)
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), timeout=args.max_seconds)
     server.close()
@@ -271,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--status", type=int, default=201, help="status for accepted pushes")
     parser.add_argument("--no-validate", action="store_true", help="skip the push checks")
     parser.add_argument("--record-times", action="store_true", help="keep each arrival time")
+    parser.add_argument("--dark", action="store_true", help="also a port that never answers")
     parser.add_argument("--max-seconds", type=float, default=7200, help="stop by itself after")
     args = parser.parse_args(argv)
     try:

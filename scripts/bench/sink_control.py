@@ -28,6 +28,11 @@ class Sink:
     proc: subprocess.Popen[bytes]
     port: int
     cafile: str
+    dark_port: int = 0  # with start_sink(dark=True): accepts, reads, never answers
+
+    @property
+    def dark_url(self) -> str:
+        return f"https://127.0.0.1:{self.dark_port}"
 
     @property
     def base_url(self) -> str:
@@ -38,18 +43,22 @@ class Sink:
 
 
 @contextlib.contextmanager
-def start_sink(*, record_times: bool = False, ready_timeout: float = 30) -> Iterator[Sink]:
+def start_sink(
+    *, record_times: bool = False, dark: bool = False, ready_timeout: float = 30
+) -> Iterator[Sink]:
     """The sink in its own process (certificates in a temporary directory), stopped
     when the block exits, or by itself when this process dies."""
     with tempfile.TemporaryDirectory(prefix="bench-sink-") as cert_dir:
         command = [sys.executable, "-m", "bench.sink", "--cert-dir", cert_dir]
         if record_times:
             command.append("--record-times")
+        if dark:
+            command.append("--dark")
         env = child_env()
         proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
         try:
             info = json.loads(_first_line(proc, ready_timeout))
-            yield Sink(proc, int(info["port"]), str(info["cafile"]))
+            yield Sink(proc, int(info["port"]), str(info["cafile"]), int(info.get("dark_port", 0)))
         finally:
             proc.terminate()
             try:
