@@ -1,10 +1,12 @@
 """A push service dark for a while under a backlog, and its recovery, end to end.
 
-The issue's scenario scaled to run in about a minute: 3,000 notifications, one in five
-(600) for a push service that accepts connections and never answers, the service killed
-(SIGKILL) and started again in the middle of a 35-second outage. The circuit's cool-downs
-are scaled down as the other outage tests do (production: PUSH_CIRCUIT_MAX_OPEN_SECONDS
-15 s and a push timeout of 10 s bound a recovery by about 25 s).
+The issue's scenario: 6,000 notifications beside 1,000 for the healthy push service alone,
+one in five (1,200) for a push service that accepts connections and never answers, the
+service killed (SIGKILL) and started again in the middle of a 90-second outage. The
+circuit's cool-downs are scaled down as the other outage tests do (production:
+PUSH_CIRCUIT_MAX_OPEN_SECONDS 15 s and a push timeout of 10 s bound a recovery by about
+25 s). The healthy pace is printed, not asserted: `make bench` measures it
+(`scripts/bench/outage.py`), where nothing else shares the machine with the service.
 """
 
 from __future__ import annotations
@@ -33,8 +35,8 @@ SCENARIO = {
     "PUSH_RETRY_LADDER_SECONDS": "0.5,1,2,4,8,16",
     "PUSH_RETRY_MAX_DELAY_SECONDS": "16",
 }
-ALONE, MIXED, DARK_EVERY = 1000, 3000, 5
-OUTAGE, RESTART_AT, FIRST_SECONDS = 35.0, 15.0, 3.0
+ALONE, MIXED, DARK_EVERY = 1000, 6000, 5
+OUTAGE, RESTART_AT, FIRST_SECONDS = 90.0, 45.0, 3.0
 PAUSED, PAUSE = 40, 2.0
 ROUND_TRIPS = (
     "push_held_messages_total",
