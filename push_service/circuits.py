@@ -195,7 +195,7 @@ class Circuit:
             self._change(State.CLOSED, "answering again")
         elif self._busy_parked:  # the pushes held meanwhile may go now (recovery)
             self._busy_parked = False
-            self._listener(self, "answering again after a pause")
+            self._listener(self, "answering again after a pause; its held pushes go now")
 
     def failed(self, detail: str, answered: bool) -> None:
         """A timeout, connection error (answered=False) or server error (answered=True)."""
