@@ -1,0 +1,69 @@
+"""`notification.completed` from a delivery that did every device in one go: no Redis
+read, the devices listed up to MAX_LISTED_DEVICES, counts alone beyond."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from push_service.endpoints import EndpointPolicy
+from push_service.lifecycle.completion import MAX_LISTED_DEVICES, Completion
+from push_service.models import Notification, parse_notification
+from push_service.status import DeviceOutcome, StatusStore
+from tests.support import device_keys
+
+POLICY = EndpointPolicy(("push.example.com",), False)
+
+
+class Unread:
+    """A status store that must not be read: the delivery knows every outcome."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"the store was used: {name}")
+
+
+def notification() -> Notification:
+    body = {"notification_id": "n1", "title": "t", "devices": [
+        {"endpoint": "https://push.example.com/x", "keys": device_keys()}]}  # fmt: skip
+    return parse_notification(orjson.dumps(body), POLICY)
+
+
+def outcomes(count: int) -> list[DeviceOutcome]:
+    return [
+        DeviceOutcome(f"d{i}", f"https://push.example.com/{i}", "failed" if i % 4 else "sent",
+                      201, None if i % 4 == 0 else "gone", 1)
+        for i in range(count)
+    ]  # fmt: skip
+
+
+async def told(count: int) -> dict[str, Any]:
+    emitted: list[dict[str, Any]] = []
+
+    async def emit(event: str, body: dict[str, Any], **_: Any) -> None:
+        emitted.append(body)
+
+    store: StatusStore = Unread()  # type: ignore[assignment]
+    await Completion(store, emit).completed(notification(), "sent", outcomes(count), True)
+    (body,) = emitted
+    return body
+
+
+async def test_a_whole_delivery_lists_its_devices_by_origin() -> None:
+    body = await told(4)
+    assert body["counts"] == {"devices_total": 4, "sent": 1, "failed": 3, "cancelled": 0}
+    assert body["devices"][0] == {
+        "device": "d0", "origin": "https://push.example.com", "status": "sent", "reason": None,
+    }  # fmt: skip
+    assert "devices_omitted" not in body
+
+
+@pytest.mark.parametrize("count", [MAX_LISTED_DEVICES + 1, 10_000])
+async def test_a_large_whole_delivery_is_told_by_its_counts_alone(count: int) -> None:
+    body = await told(count)
+    assert body["devices"] == [] and body["devices_omitted"] == count
+    sent = (count + 3) // 4
+    assert body["counts"] == {
+        "devices_total": count, "sent": sent, "failed": count - sent, "cancelled": 0,
+    }  # fmt: skip
