@@ -10,14 +10,12 @@ from typing import Any
 import orjson
 import pytest
 
-from push_service.api.event_schemas import event_schemas
 from push_service.endpoints import EndpointPolicy
 from push_service.errors import ValidationError
-from push_service.lifecycle import Completion
 from push_service.models import AudienceRef, parse_notification
 from push_service.status import DeviceOutcome, StatusStore
 from push_service.status.fanout import FanoutLedger
-from tests.support import device_keys, status_store, unique
+from tests.support import status_store, unique
 
 POLICY = EndpointPolicy(("push.example.com",), False)
 
@@ -102,33 +100,6 @@ async def test_an_empty_audience_fails_with_its_reason(store: StatusStore) -> No
     record = await store.get("n")
     assert record is not None and record["reason"] == "empty_audience"
     assert record["completed_at"]
-
-
-async def test_completion_of_a_large_fanout_tells_counts_without_the_devices(
-    store: StatusStore,
-) -> None:
-    emitted: list[dict[str, Any]] = []
-
-    async def emit(event: str, body: dict[str, Any], **_: Any) -> None:
-        emitted.append(body)
-
-    ledger = FanoutLedger(store)
-    await store.begin("big", None, 0, fingerprint="f", deadline=2e9)
-    await ledger.start("big", "topic:t")
-    await ledger.step("big", "", None, 1001)
-    await store.record("big", [outcome(f"d{i}") for i in range(1001)])
-    keys = device_keys()
-    body = {"notification_id": "big", "title": "t", "devices": [
-        {"endpoint": "https://push.example.com/x", "keys": keys}]}  # fmt: skip
-    notification = parse_notification(orjson.dumps(body), POLICY)
-
-    await Completion(store, emit).completed(notification, "sent", (), False)
-
-    (event,) = emitted
-    assert event["devices"] == [] and event["devices_omitted"] == 1001
-    assert event["counts"] == {"devices_total": 1001, "sent": 1001, "failed": 0}
-    schema = event_schemas()["notification.completed"]
-    assert "devices_omitted" in schema["properties"]
 
 
 async def test_a_batch_with_an_unloaded_script_runs_every_other_call_once(
