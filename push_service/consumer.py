@@ -81,8 +81,8 @@ class ConsumerLimits:
     payload_format: PayloadFormat = "classic"  # for messages that do not say
     key_ids: frozenset[str] | None = None  # the VAPID key ids a device may name; None: any
     # Chunks of audiences parsed and pushed at once; the others wait, unparsed, so that a
-    # fan-out prefetched by the hundred holds a few chunks' devices, not all of them.
-    chunks_in_flight: int = 2
+    # fan-out prefetched by the hundred holds a few thousand devices, not all of them.
+    chunks_in_flight: int = 16
 
 
 class Consumer:
