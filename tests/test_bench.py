@@ -19,6 +19,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from bench import compare, components, goals, procfs, summary
+from bench.audience import AudienceRun
 from bench.contenders import Round
 from bench.data import make_vapid, push_headers
 from bench.env import BenchEnvError, child_env
@@ -78,6 +79,19 @@ def test_goals_mark_pass_miss_and_not_measured() -> None:
         "n/a: a smaller backlog",
         "MISS",
     ]
+
+
+@pytest.mark.parametrize(
+    ("topic_seconds", "peak_mb", "verdict"),
+    [(22.0, 90.0, "met"), (23.0, 90.0, "NOT met"), (22.0, 120.0, "NOT met")],
+)
+def test_the_audience_goal_needs_the_pace_and_the_memory(
+    topic_seconds: float, peak_mb: float, verdict: str
+) -> None:
+    """Device lists in 20 s: a topic in 22 s is 0.91x, in 23 s 0.87x; RSS from 65 MB."""
+    run = AudienceRun(100_000, 2, 500, 16, topic_seconds=[topic_seconds], list_seconds=[20.0])
+    run.idle_rss_mb, run.topic_peak_rss_mb, run.list_peak_rss_mb = [65.0], [peak_mb], [peak_mb]
+    assert run.lines()[-1].endswith(f": {verdict}")
 
 
 # --- profile components ------------------------------------------------------------------

@@ -29,6 +29,7 @@ from push_service.registry import Registry, Subscription
 TOPIC = "bench-topic"
 CONCURRENCY = 64  # registrations in flight
 SAMPLES = 500  # hashes sampled by MEMORY USAGE
+PACE_GOAL, RSS_GOAL_MB = 0.9, 50.0  # the topic within 10% of device lists; RSS growth
 
 
 @dataclass
@@ -63,6 +64,7 @@ class AudienceRun:
         # From MEMORY USAGE: used_memory moves with every other tenant of a shared Redis.
         per_sub = self.hash_bytes + self.index_bytes_per_sub
         per_10m = per_sub * 10_000_000 / 2**30
+        met = topic / listed >= PACE_GOAL and max(growth, default=0.0) < RSS_GOAL_MB
         return [
             f"audience: a topic of {self.subscribers:,} subscribers, {self.processes} processes, "
             f"FANOUT_CHUNK_SIZE={self.chunk}, CONSUMER_PREFETCH={self.prefetch}",
@@ -81,6 +83,8 @@ class AudienceRun:
             f"  RSS before: {', '.join(f'{m:.0f}' for m in self.idle_rss_mb)} MB; growth to the "
             f"peak of the first topic run: {', '.join(f'{g:.1f}' for g in growth)} MB; after "
             f"every run: {', '.join(f'{g:.1f}' for g in after)} MB",
+            f"  goal: topic >= {PACE_GOAL} of the device lists' pace, RSS growth < "
+            f"{RSS_GOAL_MB:g} MB in the topic run: {'met' if met else 'NOT met'}",
         ]
 
 
