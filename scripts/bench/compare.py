@@ -1,7 +1,8 @@
 """`--compare REV|DIR`: the service of another revision, as a contender in the same rounds.
 
 - A git revision (`main`, `HEAD~2`, a commit): its tree is exported with `git archive`
-  into `.bench/compare/<commit>/src` and installed (with its own dependencies) into
+  into `.bench/compare/<commit>/src` and installed (with the dependencies its lock,
+  `requirements/runtime.txt`, pins, as this worktree's venv has them) into
   `.bench/compare/<commit>/venv`. Both are kept, keyed by the commit, so the next run
   against the same revision starts at once; `rm -rf .bench/compare` frees them.
 - A directory (another worktree, a checkout with uncommitted changes): installed in
@@ -47,11 +48,23 @@ def _git(*args: str) -> bytes:
     return proc.stdout
 
 
-def _install(venv: Path, *requirement: str) -> None:
+# The revision's own lock: installed from its ranges instead, a revision took whatever
+# was newest (cryptography 51 and redis 8.2 against the lock's 50 and 8.1), and the same
+# code compared with itself ran 13% slower than this worktree.
+LOCK = Path("requirements") / "runtime.txt"
+
+
+def _install(venv: Path, tree: Path, *package: str) -> None:
+    """The revision's locked dependencies (hashes checked) if it has a lock, then itself."""
     if not (venv / "bin" / "python").exists():
         run_quietly([base_python(), "-m", "venv", str(venv)])
-    run_quietly([str(venv / "bin" / "python"), "-m", "pip", "install", "-q",
-                 "--disable-pip-version-check", *requirement])  # fmt: skip
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q",
+           "--disable-pip-version-check"]  # fmt: skip
+    if (tree / LOCK).exists():
+        run_quietly([*pip, "--require-hashes", "-r", str(tree / LOCK)])
+        run_quietly([*pip, "--no-deps", *package])
+    else:
+        run_quietly([*pip, *package])
 
 
 def resolve(rev: str) -> str:
@@ -72,7 +85,7 @@ def _from_git(rev: str) -> Revision:
     ready = home / ".installed"
     if not ready.exists():
         export_tree(commit, home / "src")
-        _install(home / "venv", str(home / "src"))
+        _install(home / "venv", home / "src", str(home / "src"))
         ready.write_text(commit + "\n")
     return Revision(
         f"service@{rev}", str(home / "venv" / "bin" / "python"), f"{rev} = {commit[:12]}"
@@ -84,13 +97,13 @@ def _from_directory(path: Path) -> Revision:
         raise BenchEnvError(f"{path} is not a push_service checkout")
     home = COMPARE_DIR / f"dir-{hashlib.sha256(str(path).encode()).hexdigest()[:12]}"
     digest = hashlib.sha256()
-    for name in ("setup.cfg", "pyproject.toml"):
+    for name in ("setup.cfg", "pyproject.toml", str(LOCK)):
         if (path / name).exists():
             digest.update((path / name).read_bytes())
     marker = home / ".installed"
     if not marker.exists() or marker.read_text().strip() != digest.hexdigest():
         home.mkdir(parents=True, exist_ok=True)
-        _install(home / "venv", "-e", str(path))
+        _install(home / "venv", path, "-e", str(path))
         marker.write_text(digest.hexdigest() + "\n")
     return Revision(
         f"service@{path.name}", str(home / "venv" / "bin" / "python"), f"{path} (editable)"
