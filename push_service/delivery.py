@@ -21,6 +21,7 @@ from push_service.deadline import Deadline, first_deadline
 from push_service.metrics import Metrics
 from push_service.models import Device, Notification
 from push_service.pusher import PushContext, Pusher
+from push_service.refusals import Refusals
 from push_service.retry import RetryPolicy, call_with_retries
 from push_service.status import Begun, DeviceOutcome, DeviceRetry, RedisUnavailable, StatusStore
 
@@ -102,6 +103,7 @@ class Delivery:
         concurrency: int,
     ) -> None:
         self.pusher = pusher
+        self.refusals = Refusals(pusher.circuits, metrics)
         self.store = store
         self.metrics = metrics
         self.default_ttl = default_ttl
@@ -126,8 +128,14 @@ class Delivery:
         (monotonic) when the message reached this process; `parked` how often it was
         parked before. Raises DuplicateNotification when another notification holds the id.
         """
-        begun = await self.begin(n, published)
-        deadline = Deadline(begun.deadline, self.default_ttl if n.ttl is None else n.ttl)
+        ttl = self.default_ttl if n.ttl is None else n.ttl
+        first = self._first_deadline(n, published)
+        held = self.refusals.retries(n, Deadline(first, ttl))
+        begun = await self._begin(n, first, held)
+        deadline = Deadline(begun.deadline, ttl)
+        if begun.held:  # recorded as retrying with the record: to be held (`refusals`)
+            self.refusals.held(n, held)
+            return DeliveryResult("processing", held, deadline=deadline.at)
         context = PushContext(deadline, time.monotonic() if arrived is None else arrived, parked)
         writer = _OutcomeWriter(self, n.notification_id)
         await self._record_rejected(n, begun, writer)
@@ -157,10 +165,19 @@ class Delivery:
     async def begin(self, n: Notification, published: float | None) -> Begun:
         """Start (or resume) the record. A chunk of an audience counts no devices: its
         resolver counted them when it published it (`status.fanout`)."""
+        return await self._begin(n, self._first_deadline(n, published))
+
+    def _first_deadline(self, n: Notification, published: float | None) -> float:
         ttl = self.default_ttl if n.ttl is None else n.ttl
         if n.send_at is not None:  # scheduled: its TTL counts from send_at
             published = n.send_at
-        deadline = first_deadline(time.time(), published, ttl, self.retry_window)
+        return first_deadline(time.time(), published, ttl, self.retry_window)
+
+    async def _begin(
+        self, n: Notification, deadline: float, held: Sequence[DeviceRetry] = ()
+    ) -> Begun:
+        """`begin` with the deadline of a first delivery, and retries to write with a
+        new record (`refusals`)."""
         if n.chunk:
             keys = [d.key for d in n.devices] + [r.key for r in n.rejected]
             return await self.stored(
@@ -177,6 +194,7 @@ class Delivery:
                 fingerprint=fingerprint(n),
                 deadline=deadline,
                 user_verified=n.user_verified,
+                held=held,
             )
         )
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from push_service import circuits as circuits_module
-from push_service.circuits import Circuit, CircuitPolicy, Circuits, State
+from push_service.circuits import Circuit, CircuitPolicy, Circuits, State, registry
 from push_service.errors import PushServiceUnavailable
 from tests.support import wait_until
 
@@ -418,7 +418,7 @@ async def test_the_per_origin_limit_holds_under_concurrent_requests() -> None:
 async def test_the_registry_stays_bounded_and_forgets_idle_closed_circuits_first(
     monkeypatch: pytest.MonkeyPatch, rig: Rig
 ) -> None:
-    monkeypatch.setattr(circuits_module, "MAX_CIRCUITS", 5)
+    monkeypatch.setattr(registry, "MAX_CIRCUITS", 5)
     dark = await open_circuit(rig)
     busy = Held(rig.circuit("https://busy.example"))
     busy.start()
@@ -438,7 +438,7 @@ async def test_the_registry_stays_bounded_and_forgets_idle_closed_circuits_first
 async def test_the_registry_stays_bounded_when_many_origins_are_dark(
     monkeypatch: pytest.MonkeyPatch, rig: Rig
 ) -> None:
-    monkeypatch.setattr(circuits_module, "MAX_CIRCUITS", 5)
+    monkeypatch.setattr(registry, "MAX_CIRCUITS", 5)
     for i in range(50):
         circuit = rig.circuit(f"https://dark-{i}.example")
         for _ in range(3):
@@ -452,7 +452,7 @@ async def test_the_registry_stays_bounded_when_many_origins_are_dark(
 async def test_a_new_origin_keeps_its_circuit_when_every_other_one_is_busy(
     monkeypatch: pytest.MonkeyPatch, rig: Rig
 ) -> None:
-    monkeypatch.setattr(circuits_module, "MAX_CIRCUITS", 3)
+    monkeypatch.setattr(registry, "MAX_CIRCUITS", 3)
     busy = [Held(rig.circuit(f"https://busy-{i}.example")) for i in range(3)]
     for hold in busy:
         hold.start()
@@ -527,4 +527,30 @@ async def test_an_answer_after_a_busy_park_is_heard_though_the_circuit_stayed_cl
     assert heard == [State.CLOSED]
     circuit.answered()
     assert heard == [State.CLOSED]  # once per pause
+    await held.finish()
+
+
+async def test_refusal_tells_what_a_request_now_would_meet_without_making_one() -> None:
+    """Rule: `refusal()` is None while a request may go (or wait for an answering
+    origin's slot); else the error `request()` would raise: busy once every slot is
+    taken and none was answered for the patience (and the next answer is then heard),
+    circuit_open while open."""
+    rig = make_rig(concurrency=1, stall_seconds=8, open_seconds=4)
+    heard: list[State] = []
+    rig.circuits._on_change = lambda c: heard.append(c.state)
+    circuit = rig.circuit()
+    assert circuit.refusal() is None  # a free slot
+    held = Held(circuit)
+    held.start()
+    await wait_until(lambda: held.inside == 1, message="a request out")
+    assert circuit.refusal() is None  # every slot taken, but not for the patience yet
+    rig.clock.advance(circuits_module.FIRST_PATIENCE)
+    busy = circuit.refusal()
+    assert busy is not None and busy.reason == "busy"
+    circuit.answered()
+    assert heard == [State.CLOSED]  # heard as after a busy park by request()
+    rig.clock.advance(8 + circuits_module.FIRST_PATIENCE)  # stalled: asking opens it
+    refused = circuit.refusal()
+    assert refused is not None and refused.reason == "circuit_open"
+    assert circuit.state is State.OPEN
     await held.finish()

@@ -20,7 +20,7 @@ from aiohttp import web
 
 from push_service.circuits import CircuitPolicy, Circuits
 from push_service.delivery import Delivery, fingerprint
-from push_service.endpoints import EndpointPolicy
+from push_service.endpoints import EndpointPolicy, host_label
 from push_service.metrics import Metrics
 from push_service.models import MAX_PLAINTEXT_BYTES, Notification, device_key, parse_notification
 from push_service.pusher import Pusher
@@ -378,3 +378,39 @@ async def test_fan_out_to_300_devices_pushes_each_exactly_once(
     # The record carries the TTL it was given.
     ttl = await redis_client.ttl(rig.store.key(n.notification_id))
     assert 0 < ttl <= 600
+
+
+async def test_a_notification_every_push_service_refuses_is_recorded_in_its_begin(
+    rig: Rig, pushes: PathPushService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rule: when every device's circuit refuses requests now, the new record is written
+    with its devices retrying in the one `begin` call: no request, no second status call,
+    each deferral counted once. A redelivery goes the usual way (and is counted again)."""
+    endpoint = pushes.endpoint("dark")
+    n = notification([endpoint])
+    origin = n.devices[0].origin
+    rig.delivery.pusher.circuits.get(origin).force_open(60, "down for the test")
+    recorded: list[str] = []
+    record = rig.store.record
+
+    async def counting(notification_id: str, outcomes: Any) -> str:
+        recorded.append(notification_id)
+        return await record(notification_id, outcomes)
+
+    monkeypatch.setattr(rig.store, "record", counting)
+    first = await rig.delivery.deliver(n)
+    assert first.status == "processing" and [r.reason for r in first.retries] == ["circuit_open"]
+    assert recorded == [] and not pushes.hits
+    device = await rig.device(n.notification_id, endpoint)
+    assert (device["status"], device["reason"], device["attempts"]) == (
+        "retrying",
+        "circuit_open",
+        0,
+    )
+    deferred = rig.metrics.deferred
+    assert deferred.value(host=host_label(origin), reason="circuit_open") == 1
+
+    again = await rig.delivery.deliver(n)
+    assert [r.reason for r in again.retries] == ["circuit_open"]
+    assert recorded == [n.notification_id] and not pushes.hits
+    assert deferred.value(host=host_label(origin), reason="circuit_open") == 2

@@ -324,6 +324,33 @@ async def test_a_final_outcome_replaces_the_retry_and_a_late_retry_is_ignored(
     assert [d["status"] for d in record["devices"]] == ["sent"]
 
 
+async def test_begin_writes_held_retries_with_a_new_record_only(store: StatusStore) -> None:
+    """Rule: retries given to `begin` (devices whose push services refuse requests now)
+    are recorded with a record it creates, as RECORD would; a record that exists is left
+    to the usual path, which pushes or parks each device itself."""
+    held = [retry("a", wait=5, attempts=0), retry("b", wait=5, attempts=0)]
+    first = await store.begin(
+        "h1", "u", 2, fingerprint="fp-h", deadline=time.time() + 60, held=held
+    )
+    assert (first.new, first.held) == (True, True)
+    record = await store.get("h1")
+    assert record is not None and record["status"] == "processing"
+    assert {d["device"]: d["status"] for d in record["devices"]} == {
+        "a": "retrying",
+        "b": "retrying",
+    }
+
+    await store.record("h1", [sent("a")])
+    again = await store.begin(
+        "h1", "u", 2, fingerprint="fp-h", deadline=time.time() + 60, held=held
+    )
+    assert (again.new, again.held) == (False, False)
+    assert again.done == frozenset({"a"}) and set(again.retrying) == {"b"}
+    record = await store.get("h1")
+    assert record is not None
+    assert {d["device"]: d["status"] for d in record["devices"]} == {"a": "sent", "b": "retrying"}
+
+
 async def test_the_first_deadline_is_kept(store: StatusStore) -> None:
     first = time.time() + 100
     begun = await store.begin("r4", "u", 1, fingerprint="fp", deadline=first)

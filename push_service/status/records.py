@@ -118,6 +118,7 @@ class Begun:
     done: frozenset[str] = frozenset()
     retrying: dict[str, DeviceRetry] = field(default_factory=dict)
     cancelled: bool = False  # DELETE /notifications/{id}: push none of the devices left
+    held: bool = False  # the retries given to `begin` were written with the new record
 
 
 def to_record(raw: dict[str, str]) -> dict[str, Any]:

@@ -10,8 +10,11 @@ record backwards.
 from __future__ import annotations
 
 # ARGV: now, ttl, notification_id, user_id, devices_total, fingerprint, deadline,
-# user_verified ('true' | 'false')
-# Returns {state, deadline, done device ids, retrying device JSON, cancelled (1 | 0)};
+# user_verified ('true' | 'false'), then pairs (device id, retry JSON): devices whose push
+# services refuse requests now, written as retrying when the record is new (RECORD's
+# `retrying` in the same call), and not otherwise (the caller then pushes as usual).
+# Returns {state, deadline, done device ids, retrying device JSON, cancelled (1 | 0),
+# held (1 if the retries were written)};
 # state 1 = new record (or a scheduled one now due),
 # 0 = the same notification again, -1 = a different notification under this id (then
 # the second item is when the one on record was created).
@@ -20,9 +23,9 @@ local key = KEYS[1]
 local now, ttl, fingerprint = ARGV[1], ARGV[2], ARGV[6]
 local stored = redis.call('HGET', key, 'fingerprint')
 if stored and stored ~= fingerprint then
-  return {-1, redis.call('HGET', key, 'created_at') or '', {}, {}, 0}
+  return {-1, redis.call('HGET', key, 'created_at') or '', {}, {}, 0, 0}
 end
-local state = 0
+local state, held = 0, 0
 if not stored then
   -- Nothing or only a dead-lettered message is on record: this message takes it over.
   local reason = redis.call('HGET', key, 'reason')
@@ -33,6 +36,8 @@ if not stored then
              'fingerprint', fingerprint, 'deadline', ARGV[7],
              'created_at', created, 'updated_at', now, 'user_verified', ARGV[8])
   if reason then redis.call('HSET', key, 'reason', reason) end
+  for i = 9, #ARGV, 2 do redis.call('HSET', key, 'r:' .. ARGV[i], ARGV[i + 1]) end
+  held = #ARGV > 8 and 1 or 0
   state = 1
 elseif redis.call('HGET', key, 'status') == 'scheduled' then
   -- Due: the scheduled record starts now, its deadline counted from send_at.
@@ -55,7 +60,7 @@ if state == 0 then
   end
 end
 return {state, redis.call('HGET', key, 'deadline'), done, retrying,
-        redis.call('HEXISTS', key, 'cancelled_at')}
+        redis.call('HEXISTS', key, 'cancelled_at'), held}
 """
 
 # ARGV: now, ttl, then triples (device id, JSON, kind) with kind sent | failed | retrying.

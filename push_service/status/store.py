@@ -69,17 +69,20 @@ class StatusStore:
         fingerprint: str,
         deadline: float,
         user_verified: bool = True,
+        held: Sequence[DeviceRetry] = (),
     ) -> Begun:
         """Mark `processing` (unless final); returns the deadline and the devices handled.
 
         The deadline on record wins: a redelivery or a parked retry keeps the first one.
+        `held`: retries to record with the record if it is new (`Begun.held` then).
         Raises DuplicateNotification when a different notification holds this id.
         """
-        args = [utc_now(), self.ttl, notification_id, user_id or "", total]
-        state, when, done, retrying, cancelled = await self._batch.call(
-            self._begin,
-            self.key(notification_id),
-            [*args, fingerprint, to_iso(deadline), "true" if user_verified else "false"],
+        args = [utc_now(), self.ttl, notification_id, user_id or "", total, fingerprint]
+        args += [to_iso(deadline), "true" if user_verified else "false"]
+        for retry in held:
+            args += [retry.device, retry.to_json()]
+        state, when, done, retrying, cancelled, written = await self._batch.call(
+            self._begin, self.key(notification_id), args
         )
         if state == -1:
             raise _taken(notification_id, when)
@@ -90,6 +93,7 @@ class StatusStore:
             done=frozenset(done),
             retrying={retry.device: retry for retry in retries},
             cancelled=bool(cancelled),
+            held=bool(written),
         )
 
     async def begin_chunk(

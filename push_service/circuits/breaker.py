@@ -21,18 +21,13 @@ only a recovery is shared (`push_service.recovery` tells the other replicas, and
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
 
 from push_service.errors import PushServiceUnavailable
 
-log = logging.getLogger(__name__)
-
-MAX_CIRCUITS = 10_000  # origins remembered; idle closed circuits are forgotten first
 # Waiting for a slot: the origin is overdue after this many of its usual latencies with
 # no answer (bounded below, and above by a quarter of the stall time); before its first
 # answer, after FIRST_PATIENCE. The floor outlasts the pauses of a push service that
@@ -145,6 +140,21 @@ class Circuit:
             until = now + self.policy.probe_seconds
             raise PushServiceUnavailable(f"circuit of {self.origin} is probing", until)
 
+    def refusal(self) -> PushServiceUnavailable | None:
+        """Why a request now would be refused at once, or None if it may go (or wait for
+        a slot of an origin that keeps answering): what `request()` would raise, found
+        without a request, so that a push refused by every origin can skip the request
+        path altogether (`push_service.delivery`)."""
+        try:
+            self.check()
+        except PushServiceUnavailable as exc:
+            return exc
+        if not self._slots.locked():
+            return None
+        now = self._clock()
+        quiet, patience = now - self._progress, self._patience()
+        return self._busy(now, quiet, patience) if quiet >= patience else None
+
     def request(self) -> _Request:
         """`async with`: hold one of the origin's request slots; report the answer with
         `answered`/`failed`. Raises PushServiceUnavailable when no request should go now."""
@@ -221,9 +231,7 @@ class Circuit:
             patience = self._patience()
             quiet = now - self._progress
             if quiet >= patience:
-                detail = f"every request slot of {self.origin} taken, no answer for {quiet:.2g}s"
-                self._busy_parked = True
-                raise PushServiceUnavailable(detail, now + patience, "busy")
+                raise self._busy(now, quiet, patience)
             try:
                 async with asyncio.timeout(patience - quiet):
                     await self._slots.acquire()
@@ -231,6 +239,11 @@ class Circuit:
                 self.check()
             else:
                 return
+
+    def _busy(self, now: float, quiet: float, patience: float) -> PushServiceUnavailable:
+        self._busy_parked = True  # the next answer releases what is held meanwhile
+        detail = f"every request slot of {self.origin} taken, no answer for {quiet:.2g}s"
+        return PushServiceUnavailable(detail, now + patience, "busy")
 
     def _patience(self) -> float:
         longest = max(MIN_PATIENCE, self.policy.stall_seconds / 4)
@@ -265,70 +278,3 @@ class Circuit:
     def _change(self, state: State, why: str) -> None:
         self.state = state
         self._listener(self, why)
-
-
-class Circuits:
-    """The circuits of all origins seen, bounded; reports every change once."""
-
-    def __init__(
-        self,
-        policy: CircuitPolicy,
-        on_change: Callable[[Circuit], None] | None = None,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.policy = policy
-        self._on_change = on_change
-        self._clock = clock
-        self._circuits: OrderedDict[str, Circuit] = OrderedDict()
-
-    def get(self, origin: str) -> Circuit:
-        circuit = self._circuits.get(origin)
-        if circuit is None:
-            circuit = Circuit(origin, self.policy, self._changed, self._clock)
-            self._circuits[origin] = circuit
-            self._forget_idle()
-        return circuit
-
-    def __contains__(self, origin: object) -> bool:
-        return origin in self._circuits
-
-    def states(self) -> dict[str, State]:
-        return {origin: c.state for origin, c in self._circuits.items()}
-
-    def _forget_idle(self) -> None:
-        """Forget the oldest idle closed circuit, else the oldest with no request out.
-
-        Never the newest (the caller is about to use it: a forgotten circuit's next
-        change would not be found) nor one with requests out (a second circuit for
-        its origin would double the origin's request limit). Open circuits are
-        forgotten too when nothing else can be, or many dark origins would grow the
-        registry without bound.
-        """
-        if len(self._circuits) <= MAX_CIRCUITS:
-            return
-        newest = next(reversed(self._circuits))
-        quiet: str | None = None
-        for origin, circuit in self._circuits.items():
-            if origin == newest:
-                break
-            if circuit.idle:
-                del self._circuits[origin]
-                return
-            if quiet is None and circuit.in_flight == 0:
-                quiet = origin
-        if quiet is not None:
-            del self._circuits[quiet]
-
-    def _changed(self, circuit: Circuit, why: str) -> None:
-        self._circuits.move_to_end(circuit.origin)
-        level = logging.WARNING if circuit.state is State.OPEN else logging.INFO
-        log.log(
-            level,
-            "circuit of push service %s is %s: %s",
-            circuit.origin,
-            circuit.state.name.lower().replace("_", "-"),
-            why,
-            extra={"endpoint_origin": circuit.origin},
-        )
-        if self._on_change is not None:
-            self._on_change(circuit)
