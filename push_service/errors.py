@@ -6,6 +6,8 @@ answer to one of these, and the retry policy and consumer only look at the class
 
 from __future__ import annotations
 
+import time
+
 
 class PushServiceError(Exception):
     """Base class of everything this package raises on purpose."""
@@ -110,6 +112,10 @@ class PushServiceUnavailable(PushServiceError):
         self.detail = detail
         self.until = until
         self.reason = reason
+
+    def wait(self) -> float:
+        """Seconds from now until a request may be tried."""
+        return max(0.0, self.until - time.monotonic())
 
 
 class DuplicateNotification(ValidationError):

@@ -157,7 +157,7 @@ class Pusher:
         At least the circuit's cool-down, and longer each time the same message comes
         back to a push service still down: a long outage costs few round trips.
         """
-        circuit = max(0.0, exc.until - time.monotonic())
+        circuit = exc.wait()
         if exc.reason in HELD_REASONS:  # held until it answers again (push_service.recovery)
             return time.time() + circuit
         return time.time() + max(circuit, self.policy.delay(context.parked + 1))

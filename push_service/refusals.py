@@ -41,12 +41,12 @@ class Refusals:
         if n.chunk or n.rejected or len(n.payload) > MAX_PLAINTEXT_BYTES:
             return []
         retries = []
-        now, clock = time.time(), time.monotonic()
+        now = time.time()
         for device in n.devices:
             refusal = self.circuits.get(device.origin).refusal()
             if refusal is None or refusal.reason not in HELD_REASONS:
                 return []
-            until = now + max(0.0, refusal.until - clock)
+            until = now + refusal.wait()
             if until >= deadline.at:
                 return []
             retries.append(DeviceRetry(device.key, device.endpoint, until, 0, refusal.reason))
