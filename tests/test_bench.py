@@ -196,6 +196,34 @@ async def test_sink_counts_checks_and_answers_waits() -> None:
                 await control.wait(5, timeout=0.2)
 
 
+async def test_a_wait_answered_early_does_not_cut_a_later_one_short() -> None:
+    """Each wait has its own timer: the control connection is kept alive, and an earlier
+    wait's timer firing must not answer a later wait made on it (a 7-round outage run
+    once failed at 300 s on this, its first wait's timeout)."""
+    with start_sink() as sink:
+        connector = aiohttp.TCPConnector(ssl=ssl.create_default_context(cafile=sink.cafile))
+        headers = push_headers(make_vapid()["private_key"], "mailto:a@example.com", sink.base_url)
+        async with (
+            SinkClient(sink) as control,
+            aiohttp.ClientSession(connector=connector) as session,
+        ):
+
+            async def push(i: int) -> None:
+                async with session.post(sink.endpoint(i), data=b"x", headers=headers) as answer:
+                    assert answer.status == 201
+
+            await control.reset()
+            first = asyncio.create_task(control.wait(1, timeout=0.3))
+            await push(1)
+            assert (await first)["accepted"] == 1
+            later = asyncio.create_task(control.wait(2, timeout=30))
+            # Past the first wait's timeout: the later one must still be waiting.
+            done, _ = await asyncio.wait([later], timeout=1.0)
+            assert not done
+            await push(2)
+            assert (await later)["accepted"] == 2
+
+
 # --- --compare ---------------------------------------------------------------------------
 
 

@@ -36,6 +36,7 @@ import signal
 import ssl
 import sys
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from bench.sink_certs import generate_certs
@@ -58,6 +59,15 @@ def response(status: int, body: bytes = b"", close: bool = False) -> bytes:
     return head + b"\r\n" + body
 
 
+@dataclass(eq=False)
+class _Wait:
+    """A `/wait` request not answered yet."""
+
+    count: int
+    protocol: SinkProtocol
+    timer: asyncio.TimerHandle | None = None
+
+
 class SinkState:
     def __init__(self, *, status: int, validate: bool, record_times: bool) -> None:
         self.status = status
@@ -65,7 +75,7 @@ class SinkState:
         self.record_times = record_times
         self.response = response(status)
         self.connections_opened = 0
-        self.waiters: list[tuple[int, SinkProtocol]] = []
+        self.waiters: list[_Wait] = []  # by count, the smallest first
         self.reset()
 
     def reset(self) -> None:
@@ -77,9 +87,9 @@ class SinkState:
         self.first_ns = self.last_ns = 0
         self.cpu_at_reset = time.process_time()
         self.connections_at_reset = self.connections_opened
-        for _, waiter in self.waiters:
-            waiter.answer(self.stats_body({}))
-        self.waiters = []
+        waiters, self.waiters = self.waiters, []
+        for wait in waiters:
+            self._answer(wait)
 
     def stats(self, query: dict[str, str]) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -118,29 +128,34 @@ class SinkState:
         self.counts[push_id] = self.counts.get(push_id, 0) + 1
         if self.record_times:
             self.times.append((push_id, now))
-        if self.waiters and self.accepted >= self.waiters[0][0]:
+        if self.waiters and self.accepted >= self.waiters[0].count:
             self._wake()
         return self.response
 
     def wait(self, waiter: SinkProtocol, count: int, timeout: float) -> bytes | None:
         if self.accepted >= count:
             return self.stats_body({})
-        self.waiters.append((count, waiter))
-        self.waiters.sort(key=lambda item: item[0])
-        asyncio.get_running_loop().call_later(timeout, self._expire, waiter)
+        wait = _Wait(count, waiter)
+        # Its own timer, cancelled once answered: a control connection is kept alive, and
+        # a stale timer of an earlier wait on it must not answer a later one early.
+        wait.timer = asyncio.get_running_loop().call_later(timeout, self._expire, wait)
+        self.waiters.append(wait)
+        self.waiters.sort(key=lambda w: w.count)
         return None
 
     def _wake(self) -> None:
-        while self.waiters and self.accepted >= self.waiters[0][0]:
-            _, waiter = self.waiters.pop(0)
-            waiter.answer(self.stats_body({}))
+        while self.waiters and self.accepted >= self.waiters[0].count:
+            self._answer(self.waiters.pop(0))
 
-    def _expire(self, waiter: SinkProtocol) -> None:
-        for item in self.waiters:
-            if item[1] is waiter:
-                self.waiters.remove(item)
-                waiter.answer(self.stats_body({}))
-                return
+    def _expire(self, wait: _Wait) -> None:
+        if wait in self.waiters:
+            self.waiters.remove(wait)
+            self._answer(wait)
+
+    def _answer(self, wait: _Wait) -> None:
+        if wait.timer is not None:
+            wait.timer.cancel()
+        wait.protocol.answer(self.stats_body({}))
 
 
 def invalid(headers: dict[str, str], body: bytes) -> str | None:
