@@ -12,11 +12,15 @@ no queue is bound for an event's name: such an event would only be dropped, so t
 name is not published again for `LISTEN_PROBE_SECONDS` (then one is, to find out). A
 queue bound to the exchange receives events from at most that long after it is bound,
 and a service nobody listens to does not pay a confirmed publish per notification
-(measured: about a sixth of the CPU a push costs).
+(measured: about a sixth of the CPU a push costs). The one that finds out goes alone:
+the others of that name wait for its answer. Under a backlog the broker's answer takes
+a few hundred milliseconds, and every notification completed meanwhile published an
+event nobody heard: a quarter of them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -48,6 +52,8 @@ class Events:
         self.channels = ChannelKeeper(provider, timeout, confirms=True)
         # event name -> monotonic time until which nobody was listening to it
         self._unheard: dict[str, float] = {}
+        # event name -> whether somebody listens, once the one emit finding out knows
+        self._probes: dict[str, asyncio.Future[bool]] = {}
 
     @property
     def enabled(self) -> bool:
@@ -63,11 +69,28 @@ class Events:
         """Publish one event; BrokerUnavailable if the broker does not confirm it in time."""
         if not self.heard(event):
             return
+        probe = self._probes.get(event)
+        if probe is not None and not await asyncio.shield(probe):
+            return  # the emit that went to find out heard that nobody listens yet
         event_id = event_id or uuid.uuid4().hex
         document = {"event": event, "event_id": event_id, "occurred_at": utc_now(), **body}
         body_bytes = orjson.dumps(document)
+        if event not in self._unheard or probe is not None:
+            await self._send(event, event_id, body_bytes)
+            return
+        # Nobody listened when last published: this one finds out for all of that name.
+        probe = self._probes[event] = asyncio.get_running_loop().create_future()
         try:
-            await self._publish(event, event_id, body_bytes)
+            await self._send(event, event_id, body_bytes)
+        finally:
+            del self._probes[event]
+            probe.set_result(self.heard(event))  # on an error, the others try on their own
+        if self.heard(event):
+            self._unheard.pop(event, None)
+
+    async def _send(self, event: str, event_id: str, body: bytes) -> None:
+        try:
+            await self._publish(event, event_id, body)
         except NoRoute:
             self._unheard[event] = time.monotonic() + LISTEN_PROBE_SECONDS
         except Unroutable:
@@ -78,7 +101,7 @@ class Events:
             log.warning("exchange %s is missing; declaring it again", self.exchange)
             await declare_exchanges(connection, {self.exchange: EXCHANGE_TYPE})
             with contextlib.suppress(NoRoute):
-                await self._publish(event, event_id, body_bytes)
+                await self._publish(event, event_id, body)
 
     async def _publish(self, event: str, event_id: str, body: bytes) -> None:
         properties = json_properties(event_id)

@@ -134,3 +134,52 @@ async def test_an_event_nobody_listens_to_is_not_published_again_for_a_while(
     assert orjson.loads(message.body)["n"] == 4
     assert not rest.body  # nothing else was routed to the bound queue
     assert "subscription.gone" in events._unheard
+
+
+async def test_one_emit_finds_out_whether_anybody_listens_again_and_the_others_wait(
+    connection: aiormq.abc.AbstractConnection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under a backlog the broker's answer takes a while: every notification completed
+    meanwhile published an event nobody heard (a quarter of them, measured)."""
+    monkeypatch.setattr(events_module, "LISTEN_PROBE_SECONDS", 0.3)
+    exchange = unique("test.events")
+    await declare_exchanges(connection, {exchange: "topic"})
+    events = Events(Connected(connection), exchange, timeout=5)
+    published: list[int] = []
+    publish = events._publish
+
+    async def counted(event: str, event_id: str, body: bytes) -> None:
+        published.append(orjson.loads(body)["n"])
+        await publish(event, event_id, body)
+
+    monkeypatch.setattr(events, "_publish", counted)
+
+    async def window_passed() -> None:
+        until = events._unheard["notification.completed"]
+        await wait_until(lambda: time.monotonic() > until, message="the window to pass")
+
+    async def burst(first: int) -> None:
+        await asyncio.gather(
+            *(events.emit("notification.completed", {"n": first + i}) for i in range(20))
+        )
+
+    try:
+        await events.emit("notification.completed", {"n": 0})  # nobody bound: it came back
+        await window_passed()
+        await burst(100)  # nobody still: one of them found out, the others published nothing
+        unheard_after = len(published)
+        queue = await bound_queue(connection, exchange, "notification.*")
+        await window_passed()
+        await burst(200)  # somebody listens now: one found out, then every one was published
+        channel = await connection.channel()
+        routed = []
+        while (message := await channel.basic_get(queue, no_ack=True)).body:
+            routed.append(orjson.loads(message.body)["n"])
+    finally:
+        await events.close()
+        channel = await connection.channel()
+        await channel.exchange_delete(exchange)
+
+    assert unheard_after == 2  # the first event and one of the burst
+    assert sorted(routed) == list(range(200, 220))
+    assert "notification.completed" not in events._unheard
