@@ -128,8 +128,8 @@ class Delivery:
         (monotonic) when the message reached this process; `parked` how often it was
         parked before. Raises DuplicateNotification when another notification holds the id.
         """
-        ttl = self._ttl(n)
-        first = self._first_deadline(n, published, ttl)
+        ttl = self.default_ttl if n.ttl is None else n.ttl
+        first = self._first_deadline(n, published)
         held = self.refusals.retries(n, Deadline(first, ttl))
         begun = await self._begin(n, first, held)
         deadline = Deadline(begun.deadline, ttl)
@@ -165,12 +165,10 @@ class Delivery:
     async def begin(self, n: Notification, published: float | None) -> Begun:
         """Start (or resume) the record. A chunk of an audience counts no devices: its
         resolver counted them when it published it (`status.fanout`)."""
-        return await self._begin(n, self._first_deadline(n, published, self._ttl(n)))
+        return await self._begin(n, self._first_deadline(n, published))
 
-    def _ttl(self, n: Notification) -> int:
-        return self.default_ttl if n.ttl is None else n.ttl
-
-    def _first_deadline(self, n: Notification, published: float | None, ttl: int) -> float:
+    def _first_deadline(self, n: Notification, published: float | None) -> float:
+        ttl = self.default_ttl if n.ttl is None else n.ttl
         if n.send_at is not None:  # scheduled: its TTL counts from send_at
             published = n.send_at
         return first_deadline(time.time(), published, ttl, self.retry_window)

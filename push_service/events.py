@@ -87,7 +87,7 @@ class Events:
         finally:
             del self._probes[event]
             probe.set_result(self.heard(event))  # on an error, the others try on their own
-        if probe.result():
+        if self.heard(event):
             self._unheard.pop(event, None)
             self._routed.add(event)
 
